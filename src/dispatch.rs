@@ -1,0 +1,384 @@
+//! The front end, like libvirt.c: it owns argument checks and the read-only
+//! rule, then asks the drivers in priority order. The first driver that
+//! supports a call answers it; "not supported" moves on to the next driver and
+//! any other error stops the search and is returned. It knows drivers only
+//! through the `Driver` trait.
+
+use crate::driver::{Driver, Operation};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, Uuid};
+use std::path::Path;
+
+pub struct Dispatcher {
+    drivers: Vec<Box<dyn Driver>>,
+    read_only: bool,
+}
+
+impl Dispatcher {
+    /// `drivers` in priority order: the first is asked first.
+    pub fn new(drivers: Vec<Box<dyn Driver>>, read_only: bool) -> Dispatcher {
+        Dispatcher { drivers, read_only }
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub fn driver_names(&self) -> Vec<&str> {
+        self.drivers.iter().map(|d| d.name()).collect()
+    }
+
+    /// Asks each driver in turn until one supports `op`.
+    fn first<T>(&self, op: Operation, call: impl Fn(&dyn Driver) -> Result<T>) -> Result<T> {
+        for driver in &self.drivers {
+            match call(driver.as_ref()) {
+                Err(e) if e.is_not_supported() => {
+                    log::trace!("{op}: driver {} does not support it", driver.name());
+                }
+                other => return other.map_err(|e| e.during(op)),
+            }
+        }
+        Err(Error {
+            kind: ErrorKind::NotSupported,
+            op: Some(op),
+            message: format!(
+                "operation not supported by any driver of this connection ({})",
+                self.driver_names().join(", ")
+            ),
+        })
+    }
+
+    /// Refuses a change on a read-only connection before any driver sees it.
+    fn writable(&self, op: Operation) -> Result<()> {
+        if self.read_only {
+            return Err(Error {
+                kind: ErrorKind::ReadOnly,
+                op: Some(op),
+                message: "the connection is read-only".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Drivers receive absolute paths only: a back end may open the file in
+    /// another process with another working directory (xend does).
+    fn absolute(op: Operation, path: &Path) -> Result<()> {
+        if path.as_os_str().is_empty() {
+            return Err(Error::invalid("no file name given").during(op));
+        }
+        if !path.is_absolute() {
+            return Err(
+                Error::invalid(format!("'{}' is not an absolute path", path.display())).during(op),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn list_domains(&self) -> Result<Vec<DomainRef>> {
+        self.first(Operation::ListDomains, |d| d.list_domains())
+    }
+    pub fn lookup_by_name(&self, name: &str) -> Result<DomainRef> {
+        self.first(Operation::LookupByName, |d| d.lookup_by_name(name))
+    }
+    pub fn lookup_by_id(&self, id: DomainId) -> Result<DomainRef> {
+        self.first(Operation::LookupById, |d| d.lookup_by_id(id))
+    }
+    pub fn lookup_by_uuid(&self, uuid: Uuid) -> Result<DomainRef> {
+        self.first(Operation::LookupByUuid, |d| d.lookup_by_uuid(uuid))
+    }
+    pub fn domain_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
+        self.first(Operation::DomainInfo, |d| d.domain_info(dom))
+    }
+    pub fn domain_xml(&self, dom: &DomainRef) -> Result<DomainDef> {
+        self.first(Operation::DomainXml, |d| d.domain_xml(dom))
+    }
+    pub fn node_info(&self) -> Result<NodeInfo> {
+        self.first(Operation::NodeInfo, |d| d.node_info())
+    }
+    pub fn hypervisor(&self) -> Result<Hypervisor> {
+        self.first(Operation::Hypervisor, |d| d.hypervisor())
+    }
+
+    /// Parses `xml` here, so every driver gets a checked definition and a bad
+    /// document fails the same way whichever driver would have answered.
+    pub fn create_xml(&self, xml: &str) -> Result<DomainRef> {
+        let op = Operation::CreateXml;
+        self.writable(op)?;
+        let def = DomainDef::parse(xml).map_err(|e| Error::from(e).during(op))?;
+        self.first(op, |d| d.create_xml(def.clone()))
+    }
+    pub fn define_xml(&self, xml: &str) -> Result<DomainRef> {
+        let op = Operation::DefineXml;
+        self.writable(op)?;
+        let def = DomainDef::parse(xml).map_err(|e| Error::from(e).during(op))?;
+        self.define(def)
+    }
+    /// Defines an already parsed definition (the filesystem checks the
+    /// document of a domain's own `xml` file before redefining it).
+    pub fn define(&self, def: DomainDef) -> Result<DomainRef> {
+        let op = Operation::DefineXml;
+        self.writable(op)?;
+        self.first(op, |d| d.define_xml(def.clone()))
+    }
+    pub fn undefine(&self, dom: &DomainRef) -> Result<()> {
+        self.writable(Operation::Undefine)?;
+        self.first(Operation::Undefine, |d| d.undefine(dom))
+    }
+    pub fn start(&self, dom: &DomainRef) -> Result<()> {
+        self.writable(Operation::Start)?;
+        self.first(Operation::Start, |d| d.start(dom))
+    }
+    pub fn shutdown(&self, dom: &DomainRef) -> Result<()> {
+        self.writable(Operation::Shutdown)?;
+        self.first(Operation::Shutdown, |d| d.shutdown(dom))
+    }
+    pub fn reboot(&self, dom: &DomainRef) -> Result<()> {
+        self.writable(Operation::Reboot)?;
+        self.first(Operation::Reboot, |d| d.reboot(dom))
+    }
+    pub fn destroy(&self, dom: &DomainRef) -> Result<()> {
+        self.writable(Operation::Destroy)?;
+        self.first(Operation::Destroy, |d| d.destroy(dom))
+    }
+    pub fn suspend(&self, dom: &DomainRef) -> Result<()> {
+        self.writable(Operation::Suspend)?;
+        self.first(Operation::Suspend, |d| d.suspend(dom))
+    }
+    pub fn resume(&self, dom: &DomainRef) -> Result<()> {
+        self.writable(Operation::Resume)?;
+        self.first(Operation::Resume, |d| d.resume(dom))
+    }
+    pub fn save(&self, dom: &DomainRef, path: &Path) -> Result<()> {
+        let op = Operation::Save;
+        self.writable(op)?;
+        Self::absolute(op, path)?;
+        self.first(op, |d| d.save(dom, path))
+    }
+    pub fn restore(&self, path: &Path) -> Result<DomainRef> {
+        let op = Operation::Restore;
+        self.writable(op)?;
+        Self::absolute(op, path)?;
+        self.first(op, |d| d.restore(path))
+    }
+    pub fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
+        let op = Operation::SetMemory;
+        self.writable(op)?;
+        if kib == 0 {
+            return Err(Error::invalid("memory must be greater than 0").during(op));
+        }
+        self.first(op, |d| d.set_memory(dom, kib))
+    }
+    pub fn set_max_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
+        let op = Operation::SetMaxMemory;
+        self.writable(op)?;
+        if kib == 0 {
+            return Err(Error::invalid("maximum memory must be greater than 0").during(op));
+        }
+        self.first(op, |d| d.set_max_memory(dom, kib))
+    }
+    pub fn set_vcpus(&self, dom: &DomainRef, count: u32) -> Result<()> {
+        let op = Operation::SetVcpus;
+        self.writable(op)?;
+        if count == 0 {
+            return Err(Error::invalid("vcpu count must be at least 1").during(op));
+        }
+        self.first(op, |d| d.set_vcpus(dom, count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Dispatcher tests use scripted drivers (a test double, named as such):
+    //! the order and fallback rules need drivers whose support is chosen per
+    //! call, which no real back end offers.
+    use super::*;
+    use crate::model::{DomainName, State};
+    use std::sync::{Arc, Mutex};
+
+    /// A scripted driver: supports the listed operations, answering each with
+    /// either success or the given error kind, and records every call.
+    struct Scripted {
+        name: &'static str,
+        answers: Vec<(Operation, std::result::Result<(), ErrorKind>)>,
+        calls: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Scripted {
+        fn answer(&self, op: Operation) -> Result<()> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("{}:{}", self.name, op.as_str()));
+            match self.answers.iter().find(|(o, _)| *o == op) {
+                None => Err(Error::not_supported(op)),
+                Some((_, Ok(()))) => Ok(()),
+                Some((_, Err(kind))) => Err(Error::new(*kind, format!("{} failed", self.name))),
+            }
+        }
+    }
+
+    fn dom() -> DomainRef {
+        DomainRef {
+            name: DomainName("d".into()),
+            uuid: Uuid([1; 16]),
+            id: Some(DomainId(1)),
+        }
+    }
+
+    impl Driver for Scripted {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn suspend(&self, _dom: &DomainRef) -> Result<()> {
+            self.answer(Operation::Suspend)
+        }
+        fn resume(&self, _dom: &DomainRef) -> Result<()> {
+            self.answer(Operation::Resume)
+        }
+        fn domain_info(&self, _dom: &DomainRef) -> Result<DomainInfo> {
+            self.answer(Operation::DomainInfo).map(|()| DomainInfo {
+                state: State::Running,
+                max_memory_kib: 1,
+                memory_kib: 1,
+                vcpus: 1,
+                cpu_time_ns: 0,
+                os_type: self.name.into(),
+            })
+        }
+        fn set_vcpus(&self, _dom: &DomainRef, _n: u32) -> Result<()> {
+            self.answer(Operation::SetVcpus)
+        }
+    }
+
+    type Script = Vec<(Operation, std::result::Result<(), ErrorKind>)>;
+
+    fn setup(scripts: Vec<(&'static str, Script)>) -> (Dispatcher, Arc<Mutex<Vec<String>>>) {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let drivers = scripts
+            .into_iter()
+            .map(|(name, answers)| {
+                Box::new(Scripted {
+                    name,
+                    answers,
+                    calls: calls.clone(),
+                }) as Box<dyn Driver>
+            })
+            .collect();
+        (Dispatcher::new(drivers, false), calls)
+    }
+
+    #[test]
+    fn first_supporting_driver_answers_in_priority_order() {
+        let (d, calls) = setup(vec![
+            ("hv", vec![(Operation::Resume, Ok(()))]),
+            ("xs", vec![]),
+            (
+                "xend",
+                vec![
+                    (Operation::Suspend, Ok(())),
+                    (Operation::DomainInfo, Ok(())),
+                ],
+            ),
+            ("test", vec![(Operation::DomainInfo, Ok(()))]),
+        ]);
+        d.suspend(&dom()).unwrap();
+        assert_eq!(
+            *calls.lock().unwrap(),
+            ["hv:suspend", "xs:suspend", "xend:suspend"]
+        );
+        calls.lock().unwrap().clear();
+        assert_eq!(d.domain_info(&dom()).unwrap().os_type, "xend");
+        assert_eq!(
+            *calls.lock().unwrap(),
+            ["hv:domain info", "xs:domain info", "xend:domain info"]
+        );
+        calls.lock().unwrap().clear();
+        d.resume(&dom()).unwrap();
+        assert_eq!(*calls.lock().unwrap(), ["hv:resume"]);
+    }
+
+    #[test]
+    fn a_real_error_stops_the_search_and_is_returned() {
+        let (d, calls) = setup(vec![
+            (
+                "xs",
+                vec![(Operation::Suspend, Err(ErrorKind::InvalidState))],
+            ),
+            ("xend", vec![(Operation::Suspend, Ok(()))]),
+        ]);
+        let e = d.suspend(&dom()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidState);
+        assert_eq!(e.errno(), libc::EBUSY);
+        assert_eq!(e.op, Some(Operation::Suspend));
+        assert_eq!(e.message, "xs failed");
+        assert_eq!(*calls.lock().unwrap(), ["xs:suspend"]);
+    }
+
+    #[test]
+    fn backend_errors_keep_their_kind() {
+        let (d, _) = setup(vec![(
+            "xend",
+            vec![(Operation::Suspend, Err(ErrorKind::NotConnected))],
+        )]);
+        assert_eq!(d.suspend(&dom()).unwrap_err().errno(), libc::ENOTCONN);
+    }
+
+    #[test]
+    fn unsupported_everywhere_names_the_operation() {
+        let (d, calls) = setup(vec![("hv", vec![]), ("xs", vec![])]);
+        let e = d.reboot(&dom()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotSupported);
+        assert_eq!(e.errno(), libc::EOPNOTSUPP);
+        assert_eq!(e.op, Some(Operation::Reboot));
+        assert!(e.to_string().starts_with("reboot: operation not supported"));
+        assert!(e.to_string().contains("hv, xs"));
+        // The defaults answered without touching the scripted calls.
+        assert!(calls.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn no_driver_at_all_is_not_supported() {
+        let d = Dispatcher::new(vec![], false);
+        assert_eq!(d.node_info().unwrap_err().kind, ErrorKind::NotSupported);
+    }
+
+    #[test]
+    fn front_end_checks_come_before_any_driver() {
+        let (d, calls) = setup(vec![("x", vec![(Operation::SetVcpus, Ok(()))])]);
+        assert_eq!(
+            d.set_vcpus(&dom(), 0).unwrap_err().kind,
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            d.set_memory(&dom(), 0).unwrap_err().kind,
+            ErrorKind::InvalidArgument
+        );
+        let e = d.save(&dom(), Path::new("relative.img")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert!(e.message.contains("not an absolute path"));
+        let e = d.create_xml("<domain").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert_eq!(e.op, Some(Operation::CreateXml));
+        assert!(calls.lock().unwrap().is_empty());
+        d.set_vcpus(&dom(), 2).unwrap();
+    }
+
+    #[test]
+    fn read_only_connection_refuses_changes_but_answers_reads() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let drv = Scripted {
+            name: "x",
+            answers: vec![
+                (Operation::Suspend, Ok(())),
+                (Operation::DomainInfo, Ok(())),
+            ],
+            calls: calls.clone(),
+        };
+        let d = Dispatcher::new(vec![Box::new(drv)], true);
+        let e = d.suspend(&dom()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ReadOnly);
+        assert_eq!(e.errno(), libc::EROFS);
+        assert!(d.domain_info(&dom()).is_ok());
+        assert_eq!(*calls.lock().unwrap(), ["x:domain info"]);
+    }
+}

@@ -1,0 +1,561 @@
+//! The test driver: an in-memory host with libvirt's test-driver semantics,
+//! the embedded default that lets anyone mount domfs without a hypervisor.
+//!
+//! Each connection owns its host; nothing is shared between connections or
+//! written anywhere but the images `save` is asked to write. Where libvirt's
+//! test driver and this one differ, the difference is documented at the
+//! operation.
+
+mod host;
+pub mod image;
+
+use crate::driver::Driver;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::xml::LifecycleAction;
+use crate::model::{
+    DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, Lifecycle, NodeInfo, State,
+    Uuid, Version,
+};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+pub use host::{default_host, load_host_file, HostSpec};
+
+pub struct TestDriver {
+    host: Mutex<Host>,
+}
+
+struct Host {
+    node: NodeInfo,
+    domains: Vec<TestDomain>,
+    /// Ids are handed out on every start and never reused (libvirt's `nextDomID`).
+    next_id: u32,
+}
+
+struct TestDomain {
+    /// A persistent domain stays defined when it stops; a transient one
+    /// (from `create` or `restore`) vanishes.
+    persistent: bool,
+    /// The definition the next start uses (for a transient domain, the one it
+    /// was created from).
+    config: DomainDef,
+    live: Option<Live>,
+}
+
+struct Live {
+    id: DomainId,
+    state: State,
+    /// The running definition: `setmem`/`setvcpus` change it, a redefinition
+    /// does not.
+    def: DomainDef,
+    /// CPU time accumulated before `running_since`.
+    cpu_ns: u64,
+    /// When the domain last entered a state that consumes CPU.
+    running_since: Option<Instant>,
+}
+
+impl Live {
+    fn start(id: DomainId, mut def: DomainDef) -> Live {
+        def.set_id(Some(id));
+        Live {
+            id,
+            state: State::Running,
+            def,
+            cpu_ns: 0,
+            running_since: Some(Instant::now()),
+        }
+    }
+
+    /// CPU time used so far. libvirt's test driver reports the wall clock
+    /// instead; domfs accounts time spent running so that the value behaves
+    /// like a real domain's (grows while running, frozen while paused).
+    fn cpu_time_ns(&self) -> u64 {
+        let running = self
+            .running_since
+            .map(|t| u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        self.cpu_ns.saturating_add(running)
+    }
+
+    fn set_state(&mut self, state: State) {
+        self.cpu_ns = self.cpu_time_ns();
+        let consumes = matches!(state, State::Running | State::Blocked);
+        self.running_since = consumes.then(Instant::now);
+        self.state = state;
+    }
+}
+
+impl TestDomain {
+    fn state(&self) -> State {
+        self.live.as_ref().map_or(State::ShutOff, |l| l.state)
+    }
+
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn uuid(&self) -> Uuid {
+        // Every definition gets a UUID before it is stored.
+        self.config.uuid.unwrap_or(Uuid([0; 16]))
+    }
+
+    fn reference(&self) -> DomainRef {
+        DomainRef {
+            name: DomainName(self.name().to_string()),
+            uuid: self.uuid(),
+            id: self.live.as_ref().map(|l| l.id),
+        }
+    }
+
+    /// The definition that describes the domain now.
+    fn current_def(&self) -> &DomainDef {
+        self.live.as_ref().map_or(&self.config, |l| &l.def)
+    }
+
+    /// Refuses `op` unless the state table allows it here.
+    fn check(&self, op: Lifecycle) -> Result<()> {
+        let state = self.state();
+        if state.allows(op) {
+            return Ok(());
+        }
+        let valid: Vec<&str> = State::ALL
+            .iter()
+            .filter(|s| s.allows(op))
+            .map(|s| s.as_str())
+            .collect();
+        Err(Error::state(format!(
+            "domain '{}' is {state}; {op} needs it {}",
+            self.name(),
+            valid.join(" or ")
+        )))
+    }
+}
+
+impl Host {
+    fn find(&self, dom: &DomainRef) -> Result<usize> {
+        self.domains
+            .iter()
+            .position(|d| d.uuid() == dom.uuid)
+            .ok_or_else(|| Error::no_domain(format!("no domain '{}' ({})", dom.name, dom.uuid)))
+    }
+
+    fn take_id(&mut self) -> DomainId {
+        let id = DomainId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    /// Stops the domain at `idx`: a persistent one becomes shut off, a
+    /// transient one is removed.
+    fn stop(&mut self, idx: usize) {
+        if self.domains[idx].persistent {
+            self.domains[idx].live = None;
+        } else {
+            self.domains.remove(idx);
+        }
+    }
+
+    /// Where `def` would go: the index of an existing domain it names, or
+    /// None for a new one. Name and UUID must agree with any existing domain.
+    fn place(&self, def: &DomainDef) -> Result<Option<usize>> {
+        let by_name = self.domains.iter().position(|d| d.name() == def.name);
+        let by_uuid = def
+            .uuid
+            .and_then(|u| self.domains.iter().position(|d| d.uuid() == u));
+        match (by_name, by_uuid, def.uuid) {
+            (Some(n), Some(u), _) if n == u => Ok(Some(n)),
+            (Some(n), _, Some(uuid)) => Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "domain '{}' already exists with uuid {}, not {uuid}",
+                    def.name,
+                    self.domains[n].uuid()
+                ),
+            )),
+            (Some(n), _, None) => Ok(Some(n)),
+            (None, Some(u), _) => Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "uuid {} already belongs to domain '{}'",
+                    self.domains[u].uuid(),
+                    self.domains[u].name()
+                ),
+            )),
+            (None, None, _) => Ok(None),
+        }
+    }
+
+    /// Starts a new domain or the inactive domain `def` names, running `def`.
+    fn launch(&mut self, mut def: DomainDef, persistent: bool) -> Result<DomainRef> {
+        let slot = self.place(&def)?;
+        if let Some(i) = slot {
+            let existing = &self.domains[i];
+            if existing.live.is_some() {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("domain '{}' is already active", existing.name()),
+                ));
+            }
+            def.set_uuid(Some(existing.uuid()));
+        } else if def.uuid.is_none() {
+            def.set_uuid(Some(Uuid::generate()));
+        }
+        def.set_id(None);
+        let id = self.take_id();
+        let live = Live::start(id, def.clone());
+        let idx = match slot {
+            Some(i) => {
+                self.domains[i].live = Some(live);
+                i
+            }
+            None => {
+                self.domains.push(TestDomain {
+                    persistent,
+                    config: def,
+                    live: Some(live),
+                });
+                self.domains.len() - 1
+            }
+        };
+        Ok(self.domains[idx].reference())
+    }
+}
+
+impl TestDriver {
+    pub fn new(spec: HostSpec) -> Result<TestDriver> {
+        let mut host = Host {
+            node: spec.node,
+            domains: Vec::new(),
+            next_id: 1,
+        };
+        for def in spec.domains {
+            host.launch(def, true)?;
+        }
+        Ok(TestDriver {
+            host: Mutex::new(host),
+        })
+    }
+
+    /// `test:///default`.
+    pub fn default_host() -> Result<TestDriver> {
+        TestDriver::new(default_host()?)
+    }
+
+    pub fn from_file(path: &Path) -> Result<TestDriver> {
+        TestDriver::new(load_host_file(path)?)
+    }
+
+    fn host(&self) -> MutexGuard<'_, Host> {
+        // A panic while holding the lock leaves the host as consistent as
+        // every operation is (each validates before it changes anything).
+        self.host.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the domain `dom` names after checking the state table.
+    fn with_domain<T>(
+        &self,
+        dom: &DomainRef,
+        op: Lifecycle,
+        f: impl FnOnce(&mut Host, usize) -> Result<T>,
+    ) -> Result<T> {
+        let mut host = self.host();
+        let idx = host.find(dom)?;
+        host.domains[idx].check(op)?;
+        f(&mut host, idx)
+    }
+
+    fn lookup(&self, pred: impl Fn(&TestDomain) -> bool, what: String) -> Result<DomainRef> {
+        self.host()
+            .domains
+            .iter()
+            .find(|d| pred(d))
+            .map(TestDomain::reference)
+            .ok_or_else(|| Error::no_domain(format!("no domain with {what}")))
+    }
+}
+
+fn lifecycle_running(action: Option<LifecycleAction>) -> bool {
+    matches!(
+        action.unwrap_or(LifecycleAction::Restart),
+        LifecycleAction::Restart
+            | LifecycleAction::RenameRestart
+            | LifecycleAction::CoredumpRestart
+    )
+}
+
+impl Driver for TestDriver {
+    fn name(&self) -> &str {
+        "test"
+    }
+
+    fn list_domains(&self) -> Result<Vec<DomainRef>> {
+        Ok(self
+            .host()
+            .domains
+            .iter()
+            .map(TestDomain::reference)
+            .collect())
+    }
+
+    fn lookup_by_name(&self, name: &str) -> Result<DomainRef> {
+        self.lookup(|d| d.name() == name, format!("name '{name}'"))
+    }
+
+    fn lookup_by_id(&self, id: DomainId) -> Result<DomainRef> {
+        self.lookup(
+            |d| d.live.as_ref().is_some_and(|l| l.id == id),
+            format!("id {id}"),
+        )
+    }
+
+    fn lookup_by_uuid(&self, uuid: Uuid) -> Result<DomainRef> {
+        self.lookup(|d| d.uuid() == uuid, format!("uuid {uuid}"))
+    }
+
+    /// OS type is always `linux`, as libvirt's test driver answers
+    /// `virDomainGetOSType`, whatever the definition says.
+    fn domain_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
+        let host = self.host();
+        let d = &host.domains[host.find(dom)?];
+        let def = d.current_def();
+        Ok(DomainInfo {
+            state: d.state(),
+            max_memory_kib: def.memory_kib,
+            memory_kib: def.current_memory_kib.unwrap_or(def.memory_kib),
+            vcpus: def.current_vcpus.unwrap_or(def.vcpus),
+            cpu_time_ns: d.live.as_ref().map_or(0, Live::cpu_time_ns),
+            os_type: "linux".into(),
+        })
+    }
+
+    fn domain_xml(&self, dom: &DomainRef) -> Result<DomainDef> {
+        let host = self.host();
+        Ok(host.domains[host.find(dom)?].current_def().clone())
+    }
+
+    fn node_info(&self) -> Result<NodeInfo> {
+        Ok(self.host().node.clone())
+    }
+
+    /// libvirt's test driver answers type "Test", version 2.
+    fn hypervisor(&self) -> Result<Hypervisor> {
+        Ok(Hypervisor {
+            kind: "Test".into(),
+            version: Version::from_number(2),
+        })
+    }
+
+    fn create_xml(&self, def: DomainDef) -> Result<DomainRef> {
+        self.host().launch(def, false)
+    }
+
+    /// A new name and UUID define a new shut-off domain; the name and UUID of
+    /// an existing domain replace its persistent definition (a running domain
+    /// keeps running its live definition until it stops).
+    fn define_xml(&self, mut def: DomainDef) -> Result<DomainRef> {
+        let mut host = self.host();
+        let slot = host.place(&def)?;
+        def.set_id(None);
+        let idx = match slot {
+            Some(i) => {
+                let uuid = host.domains[i].uuid();
+                def.set_uuid(Some(uuid));
+                let d = &mut host.domains[i];
+                d.config = def;
+                d.persistent = true;
+                i
+            }
+            None => {
+                if def.uuid.is_none() {
+                    def.set_uuid(Some(Uuid::generate()));
+                }
+                host.domains.push(TestDomain {
+                    persistent: true,
+                    config: def,
+                    live: None,
+                });
+                host.domains.len() - 1
+            }
+        };
+        Ok(host.domains[idx].reference())
+    }
+
+    /// Only a shut-off domain can be undefined. libvirt 9's test driver would
+    /// also undefine a running one (it turns transient); domfs follows xend,
+    /// which refuses, so `rmdir` on a running domain fails with EBUSY.
+    fn undefine(&self, dom: &DomainRef) -> Result<()> {
+        self.with_domain(dom, Lifecycle::Undefine, |host, idx| {
+            host.domains.remove(idx);
+            Ok(())
+        })
+    }
+
+    fn start(&self, dom: &DomainRef) -> Result<()> {
+        self.with_domain(dom, Lifecycle::Start, |host, idx| {
+            let id = host.take_id();
+            let def = host.domains[idx].config.clone();
+            host.domains[idx].live = Some(Live::start(id, def));
+            Ok(())
+        })
+    }
+
+    /// Immediate, as in libvirt's test driver: the domain is shut off at once.
+    fn shutdown(&self, dom: &DomainRef) -> Result<()> {
+        self.with_domain(dom, Lifecycle::Shutdown, |host, idx| {
+            host.stop(idx);
+            Ok(())
+        })
+    }
+
+    /// Follows `on_reboot`: restart (the default) and rename-restart keep the
+    /// domain running with its id; destroy and preserve shut it off.
+    fn reboot(&self, dom: &DomainRef) -> Result<()> {
+        self.with_domain(dom, Lifecycle::Reboot, |host, idx| {
+            let restart = lifecycle_running(host.domains[idx].current_def().on_reboot);
+            match host.domains[idx].live.as_mut() {
+                Some(live) if restart => live.set_state(State::Running),
+                _ => host.stop(idx),
+            }
+            Ok(())
+        })
+    }
+
+    fn destroy(&self, dom: &DomainRef) -> Result<()> {
+        self.with_domain(dom, Lifecycle::Destroy, |host, idx| {
+            host.stop(idx);
+            Ok(())
+        })
+    }
+
+    fn suspend(&self, dom: &DomainRef) -> Result<()> {
+        self.with_domain(dom, Lifecycle::Suspend, |host, idx| {
+            if let Some(live) = host.domains[idx].live.as_mut() {
+                live.set_state(State::Paused);
+            }
+            Ok(())
+        })
+    }
+
+    fn resume(&self, dom: &DomainRef) -> Result<()> {
+        self.with_domain(dom, Lifecycle::Resume, |host, idx| {
+            if let Some(live) = host.domains[idx].live.as_mut() {
+                live.set_state(State::Running);
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes libvirt's test-driver image (see `image`), then stops the
+    /// domain. The image is written beside `path` and renamed over it, so a
+    /// failed save leaves both the domain and any old file as they were.
+    fn save(&self, dom: &DomainRef, path: &Path) -> Result<()> {
+        self.with_domain(dom, Lifecycle::Save, |host, idx| {
+            let xml = host.domains[idx].current_def().to_xml();
+            let bytes = image::encode(&xml).map_err(Error::invalid)?;
+            write_atomically(path, &bytes)?;
+            host.stop(idx);
+            Ok(())
+        })
+    }
+
+    /// Reads an image written by `save` (or by libvirt's test driver) and
+    /// starts the domain it holds, running, with a new id. A shut-off
+    /// persistent domain of the same name and UUID is started with the saved
+    /// definition; otherwise the restored domain is transient.
+    fn restore(&self, path: &Path) -> Result<DomainRef> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::invalid(format!("cannot read saved image {}: {e}", path.display()))
+        })?;
+        let xml = image::decode(&bytes)
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        let def = DomainDef::parse(xml).map_err(|e| {
+            Error::invalid(format!(
+                "{}: saved domain XML is invalid: {e}",
+                path.display()
+            ))
+        })?;
+        self.host().launch(def, false)
+    }
+
+    fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
+        self.with_domain(dom, Lifecycle::SetMemory, |host, idx| {
+            let d = &mut host.domains[idx];
+            let def = match d.live.as_mut() {
+                Some(live) => &mut live.def,
+                None => &mut d.config,
+            };
+            if kib > def.memory_kib {
+                return Err(Error::invalid(format!(
+                    "cannot set memory higher than max memory ({kib} > {} KiB)",
+                    def.memory_kib
+                )));
+            }
+            def.set_current_memory_kib(Some(kib));
+            Ok(())
+        })
+    }
+
+    /// Only on a shut-off domain (libvirt: "cannot resize the maximum memory
+    /// on an active domain"); current memory above the new maximum is
+    /// lowered to it.
+    fn set_max_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
+        self.with_domain(dom, Lifecycle::SetMaxMemory, |host, idx| {
+            let def = &mut host.domains[idx].config;
+            if def.current_memory_kib.is_some_and(|cur| cur > kib) {
+                def.set_current_memory_kib(Some(kib));
+            }
+            def.set_memory_kib(kib);
+            Ok(())
+        })
+    }
+
+    /// Live on an active domain, in the configuration of a shut-off one;
+    /// never above the domain's maximum (`<vcpu>`).
+    fn set_vcpus(&self, dom: &DomainRef, count: u32) -> Result<()> {
+        self.with_domain(dom, Lifecycle::SetVcpus, |host, idx| {
+            let d = &mut host.domains[idx];
+            let def = match d.live.as_mut() {
+                Some(live) => &mut live.def,
+                None => &mut d.config,
+            };
+            if count > def.vcpus {
+                return Err(Error::invalid(format!(
+                    "requested cpu amount exceeds maximum ({count} > {})",
+                    def.vcpus
+                )));
+            }
+            def.set_current_vcpus((count != def.vcpus).then_some(count))
+                .map_err(|e| Error::invalid(e.to_string()))
+        })
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let fail = |e: std::io::Error| {
+        Error::invalid(format!("cannot write saved image {}: {e}", path.display()))
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("'{}' names no file", path.display())))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".domfs-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(fail)
+}

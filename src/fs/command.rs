@@ -1,0 +1,258 @@
+//! What a shell user may write: control commands, memory sizes and vCPU
+//! counts. Parsing only; a command that parses has not yet been checked
+//! against the domain's state (the driver does that).
+
+use crate::model::Lifecycle;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// One command written to a domain's `control` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Boot a shut-off domain.
+    Start,
+    /// Ask the guest to shut down (running, blocked or paused).
+    Shutdown,
+    /// Ask the guest to reboot; `on_reboot` decides what follows.
+    Reboot,
+    /// Stop an active domain at once.
+    Destroy,
+    /// Pause a running domain (alias `pause`).
+    Suspend,
+    /// Continue a paused domain.
+    Resume,
+    /// Save the domain's state to an absolute path and stop it.
+    Save(PathBuf),
+    /// Set current memory, in KiB.
+    SetMemory(u64),
+    /// Set maximum memory, in KiB (shut-off domains only).
+    SetMaxMemory(u64),
+    /// Set the number of vCPUs in use.
+    SetVcpus(u32),
+}
+
+impl Command {
+    /// The state-table row this command is checked against.
+    pub fn lifecycle(&self) -> Lifecycle {
+        match self {
+            Command::Start => Lifecycle::Start,
+            Command::Shutdown => Lifecycle::Shutdown,
+            Command::Reboot => Lifecycle::Reboot,
+            Command::Destroy => Lifecycle::Destroy,
+            Command::Suspend => Lifecycle::Suspend,
+            Command::Resume => Lifecycle::Resume,
+            Command::Save(_) => Lifecycle::Save,
+            Command::SetMemory(_) => Lifecycle::SetMemory,
+            Command::SetMaxMemory(_) => Lifecycle::SetMaxMemory,
+            Command::SetVcpus(_) => Lifecycle::SetVcpus,
+        }
+    }
+
+    /// How `control` lists a lifecycle operation, if it is a control command
+    /// at all (undefine is `rmdir`).
+    pub fn usage(op: Lifecycle) -> Option<&'static str> {
+        Some(match op {
+            Lifecycle::Start => "start",
+            Lifecycle::Shutdown => "shutdown",
+            Lifecycle::Reboot => "reboot",
+            Lifecycle::Destroy => "destroy",
+            Lifecycle::Suspend => "suspend",
+            Lifecycle::Resume => "resume",
+            Lifecycle::Save => "save PATH",
+            Lifecycle::SetMemory => "setmem SIZE",
+            Lifecycle::SetMaxMemory => "setmaxmem SIZE",
+            Lifecycle::SetVcpus => "setvcpus N",
+            Lifecycle::Undefine => return None,
+        })
+    }
+}
+
+/// Text written to a file: UTF-8, one line, surrounding white space and one
+/// trailing newline ignored.
+pub fn one_line(data: &[u8]) -> Result<&str, String> {
+    let text = std::str::from_utf8(data).map_err(|_| "the text is not UTF-8".to_string())?;
+    let text = text.trim();
+    if text.contains('\n') {
+        return Err("write one line at a time".into());
+    }
+    if text.is_empty() {
+        return Err("nothing written".into());
+    }
+    Ok(text)
+}
+
+impl FromStr for Command {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Command, String> {
+        let text = text.trim();
+        let (word, arg) = match text.split_once(char::is_whitespace) {
+            Some((w, a)) => (w, a.trim()),
+            None => (text, ""),
+        };
+        let no_arg = |c: Command| {
+            if arg.is_empty() {
+                Ok(c)
+            } else {
+                Err(format!("'{word}' takes no argument"))
+            }
+        };
+        let need = |what: &str| {
+            if arg.is_empty() {
+                Err(format!("'{word}' needs {what}"))
+            } else {
+                Ok(arg)
+            }
+        };
+        match word {
+            "start" => no_arg(Command::Start),
+            "shutdown" => no_arg(Command::Shutdown),
+            "reboot" => no_arg(Command::Reboot),
+            "destroy" => no_arg(Command::Destroy),
+            "suspend" | "pause" => no_arg(Command::Suspend),
+            "resume" => no_arg(Command::Resume),
+            "save" => Ok(Command::Save(PathBuf::from(need("a file path")?))),
+            "setmem" => Ok(Command::SetMemory(parse_size(need("a SIZE")?)?)),
+            "setmaxmem" => Ok(Command::SetMaxMemory(parse_size(need("a SIZE")?)?)),
+            "setvcpus" => Ok(Command::SetVcpus(parse_count(need("a count")?)?)),
+            "" => Err("empty command".into()),
+            other => Err(format!(
+                "unknown command '{other}'; commands: {}, pause",
+                Lifecycle::ALL
+                    .into_iter()
+                    .filter_map(Command::usage)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Save(p) => write!(f, "save {}", p.display()),
+            Command::SetMemory(k) => write!(f, "setmem {k}"),
+            Command::SetMaxMemory(k) => write!(f, "setmaxmem {k}"),
+            Command::SetVcpus(n) => write!(f, "setvcpus {n}"),
+            other => f.write_str(Command::usage(other.lifecycle()).unwrap_or("?")),
+        }
+    }
+}
+
+/// A memory size in KiB: a plain number is KiB; the suffixes K, M, G (also
+/// KiB, MiB, GiB, any case) are powers of 1024.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    if digits.is_empty() {
+        return Err(format!(
+            "'{t}' is not a size (a number of KiB, or with K, M or G)"
+        ));
+    }
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "k" | "kib" => 0,
+        "m" | "mib" => 10,
+        "g" | "gib" => 20,
+        _ => {
+            return Err(format!(
+                "'{t}': unknown size suffix '{}' (use K, M or G)",
+                unit.trim()
+            ))
+        }
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("'{t}' is too large"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("'{t}' is too large"))
+}
+
+/// A vCPU count: a plain decimal number.
+pub fn parse_count(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{t}' is not a vcpu count"));
+    }
+    t.parse().map_err(|_| format!("'{t}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!("start\n".parse(), Ok(Command::Start));
+        assert_eq!("  pause ".parse(), Ok(Command::Suspend));
+        assert_eq!("suspend".parse(), Ok(Command::Suspend));
+        assert_eq!(
+            "save /var/tmp/a b.img".parse(),
+            Ok(Command::Save("/var/tmp/a b.img".into()))
+        );
+        assert_eq!("setmem 1G".parse(), Ok(Command::SetMemory(1 << 20)));
+        assert_eq!("setmaxmem 512M".parse(), Ok(Command::SetMaxMemory(524288)));
+        assert_eq!("setvcpus 3".parse(), Ok(Command::SetVcpus(3)));
+    }
+
+    #[test]
+    fn bad_commands_say_why() {
+        let e = "explode".parse::<Command>().unwrap_err();
+        assert!(e.contains("unknown command 'explode'") && e.contains("setvcpus N"));
+        assert!("start now"
+            .parse::<Command>()
+            .unwrap_err()
+            .contains("no argument"));
+        assert!("save".parse::<Command>().unwrap_err().contains("file path"));
+        assert!("setmem".parse::<Command>().unwrap_err().contains("SIZE"));
+        assert!("setvcpus two"
+            .parse::<Command>()
+            .unwrap_err()
+            .contains("vcpu count"));
+        assert!("setvcpus -1".parse::<Command>().is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2048"), Ok(2048));
+        assert_eq!(parse_size("2048K"), Ok(2048));
+        assert_eq!(parse_size("1m"), Ok(1024));
+        assert_eq!(parse_size("1 GiB"), Ok(1 << 20));
+        assert_eq!(parse_size("3G"), Ok(3 << 20));
+        assert!(parse_size("1T").unwrap_err().contains("suffix"));
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("-5").is_err());
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("99999999999999999999")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_size("18014398509481984G")
+            .unwrap_err()
+            .contains("too large"));
+    }
+
+    #[test]
+    fn one_line_rules() {
+        assert_eq!(one_line(b"start\n"), Ok("start"));
+        assert!(one_line(b"start\nstop\n").is_err());
+        assert!(one_line(b"  \n").is_err());
+        assert!(one_line(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn every_control_command_round_trips_through_display() {
+        for c in [
+            Command::Start,
+            Command::Shutdown,
+            Command::Reboot,
+            Command::Destroy,
+            Command::Suspend,
+            Command::Resume,
+            Command::Save("/x".into()),
+            Command::SetMemory(5),
+            Command::SetMaxMemory(6),
+            Command::SetVcpus(2),
+        ] {
+            assert_eq!(c.to_string().parse::<Command>(), Ok(c));
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The shape of the tree and its inode numbers. Inodes are keyed by (domain
+//! UUID, file) and never reused while mounted, so a domain's files keep their
+//! numbers for its whole life and `find`, editors and watchers see stable files.
+
+use crate::model::Uuid;
+use fuser::FileType;
+use std::collections::HashMap;
+
+/// A domain's files, in the order `ls` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DomFile {
+    Xml,
+    State,
+    Control,
+    Id,
+    Uuid,
+    OsType,
+    Vcpus,
+    Memory,
+    MaxMemory,
+    CpuTime,
+    Info,
+    LastError,
+}
+
+impl DomFile {
+    pub const ALL: [DomFile; 12] = [
+        DomFile::Xml,
+        DomFile::State,
+        DomFile::Control,
+        DomFile::Id,
+        DomFile::Uuid,
+        DomFile::OsType,
+        DomFile::Vcpus,
+        DomFile::Memory,
+        DomFile::MaxMemory,
+        DomFile::CpuTime,
+        DomFile::Info,
+        DomFile::LastError,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DomFile::Xml => "xml",
+            DomFile::State => "state",
+            DomFile::Control => "control",
+            DomFile::Id => "id",
+            DomFile::Uuid => "uuid",
+            DomFile::OsType => "os_type",
+            DomFile::Vcpus => "vcpus",
+            DomFile::Memory => "memory",
+            DomFile::MaxMemory => "max_memory",
+            DomFile::CpuTime => "cpu_time",
+            DomFile::Info => "info",
+            DomFile::LastError => "last_error",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<DomFile> {
+        DomFile::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// Every node of the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Node {
+    Root,
+    ById,
+    ByUuid,
+    NodeDir,
+    NodeInfo,
+    NodeHypervisor,
+    Create,
+    Define,
+    Restore,
+    RootLastError,
+    Domain(Uuid),
+    File(Uuid, DomFile),
+    /// `by-id/<id>`: the link of a running domain.
+    IdLink(Uuid),
+    /// `by-uuid/<uuid>`.
+    UuidLink(Uuid),
+}
+
+/// How writes to a file are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// Each `write()` is one whole command, applied at once.
+    Command,
+    /// Writes are gathered and the document is applied on `close()` (flush).
+    Document,
+}
+
+impl Node {
+    /// The root's fixed entries with their names.
+    pub const ROOT_ENTRIES: [(&'static str, Node); 7] = [
+        ("by-id", Node::ById),
+        ("by-uuid", Node::ByUuid),
+        ("node", Node::NodeDir),
+        ("create", Node::Create),
+        ("define", Node::Define),
+        ("restore", Node::Restore),
+        ("last_error", Node::RootLastError),
+    ];
+
+    pub const NODE_ENTRIES: [(&'static str, Node); 2] = [
+        ("info", Node::NodeInfo),
+        ("hypervisor", Node::NodeHypervisor),
+    ];
+
+    pub fn kind(self) -> FileType {
+        match self {
+            Node::Root | Node::ById | Node::ByUuid | Node::NodeDir | Node::Domain(_) => {
+                FileType::Directory
+            }
+            Node::IdLink(_) | Node::UuidLink(_) => FileType::Symlink,
+            _ => FileType::RegularFile,
+        }
+    }
+
+    /// Permission bits (the kernel enforces them: `default_permissions`).
+    pub fn mode(self) -> u16 {
+        match self {
+            _ if self.kind() == FileType::Directory => 0o555,
+            Node::IdLink(_) | Node::UuidLink(_) => 0o777,
+            Node::Create | Node::Define | Node::Restore | Node::File(_, DomFile::Control) => 0o200,
+            Node::File(_, DomFile::Xml | DomFile::Vcpus | DomFile::Memory | DomFile::MaxMemory) => {
+                0o644
+            }
+            _ => 0o444,
+        }
+    }
+
+    /// How writes to this node are applied, or None if it is not writable.
+    pub fn write_kind(self) -> Option<WriteKind> {
+        match self {
+            Node::Create | Node::Define | Node::File(_, DomFile::Xml) => Some(WriteKind::Document),
+            Node::Restore
+            | Node::File(
+                _,
+                DomFile::Control | DomFile::Vcpus | DomFile::Memory | DomFile::MaxMemory,
+            ) => Some(WriteKind::Command),
+            _ => None,
+        }
+    }
+
+    /// The domain this node belongs to, if any.
+    pub fn domain(self) -> Option<Uuid> {
+        match self {
+            Node::Domain(u) | Node::File(u, _) | Node::IdLink(u) | Node::UuidLink(u) => Some(u),
+            _ => None,
+        }
+    }
+}
+
+/// Inode numbers: fixed for the root's own nodes, handed out on first sight
+/// for a domain's nodes and kept until unmount.
+pub struct InodeTable {
+    by_node: HashMap<Node, u64>,
+    by_ino: HashMap<u64, Node>,
+    next: u64,
+}
+
+pub const ROOT_INO: u64 = 1;
+
+impl InodeTable {
+    pub fn new() -> InodeTable {
+        let mut t = InodeTable {
+            by_node: HashMap::new(),
+            by_ino: HashMap::new(),
+            next: ROOT_INO,
+        };
+        t.ino(Node::Root);
+        for (_, n) in Node::ROOT_ENTRIES.iter().chain(Node::NODE_ENTRIES.iter()) {
+            t.ino(*n);
+        }
+        t.next = 64;
+        t
+    }
+
+    pub fn ino(&mut self, node: Node) -> u64 {
+        if let Some(&i) = self.by_node.get(&node) {
+            return i;
+        }
+        let i = self.next;
+        self.next += 1;
+        self.by_node.insert(node, i);
+        self.by_ino.insert(i, node);
+        i
+    }
+
+    pub fn node(&self, ino: u64) -> Option<Node> {
+        self.by_ino.get(&ino).copied()
+    }
+}
+
+impl Default for InodeTable {
+    fn default() -> Self {
+        InodeTable::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inodes_are_stable_and_unique() {
+        let mut t = InodeTable::new();
+        assert_eq!(t.ino(Node::Root), ROOT_INO);
+        let u = Uuid([7; 16]);
+        let a = t.ino(Node::File(u, DomFile::State));
+        let b = t.ino(Node::File(u, DomFile::Xml));
+        assert_ne!(a, b);
+        assert_eq!(t.ino(Node::File(u, DomFile::State)), a);
+        assert_eq!(t.node(a), Some(Node::File(u, DomFile::State)));
+        assert!(a >= 64);
+        assert_eq!(t.node(9999), None);
+    }
+
+    #[test]
+    fn modes_follow_the_interface() {
+        let u = Uuid([1; 16]);
+        assert_eq!(Node::File(u, DomFile::State).mode(), 0o444);
+        assert_eq!(Node::File(u, DomFile::Xml).mode(), 0o644);
+        assert_eq!(Node::File(u, DomFile::Memory).mode(), 0o644);
+        assert_eq!(Node::File(u, DomFile::Control).mode(), 0o200);
+        assert_eq!(Node::Create.mode(), 0o200);
+        assert_eq!(Node::Domain(u).mode(), 0o555);
+        assert_eq!(Node::File(u, DomFile::Info).write_kind(), None);
+        assert_eq!(Node::Define.write_kind(), Some(WriteKind::Document));
+        assert_eq!(Node::Restore.write_kind(), Some(WriteKind::Command));
+        for f in DomFile::ALL {
+            assert_eq!(DomFile::from_name(f.name()), Some(f));
+            // Writable exactly when some write bit is set.
+            let n = Node::File(u, f);
+            assert_eq!(n.write_kind().is_some(), n.mode() & 0o222 != 0, "{f:?}");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The records a driver returns about a domain and about the host, in libvirt's
+//! units: memory in KiB, CPU time in nanoseconds.
+
+use super::{DomainId, DomainName, State, Uuid};
+use std::fmt;
+
+/// What names a domain across calls, like libvirt's `virDomainPtr`: the name,
+/// the UUID, and the id while it runs. Drivers hand these out from lookups and
+/// take them back in every domain operation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DomainRef {
+    pub name: DomainName,
+    pub uuid: Uuid,
+    pub id: Option<DomainId>,
+}
+
+/// `virDomainInfo`, plus the OS type and the identity, which the filesystem's
+/// `info` file shows with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainInfo {
+    pub state: State,
+    /// Maximum memory in KiB.
+    pub max_memory_kib: u64,
+    /// Current memory (balloon target) in KiB.
+    pub memory_kib: u64,
+    pub vcpus: u32,
+    /// CPU time used, in nanoseconds.
+    pub cpu_time_ns: u64,
+    pub os_type: String,
+}
+
+/// `virNodeInfo`: the host's CPUs and memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// CPU model, `uname -m` style (`i686`, `x86_64`).
+    pub model: String,
+    /// Active CPUs.
+    pub cpus: u32,
+    pub mhz: u32,
+    /// NUMA cells.
+    pub nodes: u32,
+    /// Sockets per NUMA cell.
+    pub sockets: u32,
+    pub cores: u32,
+    pub threads: u32,
+    /// Total memory in KiB.
+    pub memory_kib: u64,
+}
+
+impl NodeInfo {
+    /// The `node/info` file: `key value` lines in a fixed order.
+    pub fn to_text(&self) -> String {
+        format!(
+            "model {}\ncpus {}\nmhz {}\nnodes {}\nsockets {}\ncores {}\nthreads {}\nmemory {}\n",
+            self.model,
+            self.cpus,
+            self.mhz,
+            self.nodes,
+            self.sockets,
+            self.cores,
+            self.threads,
+            self.memory_kib
+        )
+    }
+}
+
+/// A hypervisor's type and version, libvirt-style (`major*1000000 + minor*1000 + release`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hypervisor {
+    pub kind: String,
+    pub version: Version,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub release: u32,
+}
+
+impl Version {
+    /// libvirt's packed number.
+    pub fn number(self) -> u64 {
+        u64::from(self.major) * 1_000_000 + u64::from(self.minor) * 1_000 + u64::from(self.release)
+    }
+
+    pub fn from_number(n: u64) -> Version {
+        Version {
+            major: (n / 1_000_000) as u32,
+            minor: ((n / 1_000) % 1_000) as u32,
+            release: (n % 1_000) as u32,
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.release)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_info_text_has_the_documented_order() {
+        let n = NodeInfo {
+            model: "i686".into(),
+            cpus: 16,
+            mhz: 1400,
+            nodes: 2,
+            sockets: 2,
+            cores: 2,
+            threads: 2,
+            memory_kib: 3145728,
+        };
+        assert_eq!(
+            n.to_text(),
+            "model i686\ncpus 16\nmhz 1400\nnodes 2\nsockets 2\ncores 2\nthreads 2\nmemory 3145728\n"
+        );
+    }
+
+    #[test]
+    fn version_packing() {
+        let v = Version::from_number(4_017_003);
+        assert_eq!((v.major, v.minor, v.release), (4, 17, 3));
+        assert_eq!(v.number(), 4_017_003);
+        assert_eq!(v.to_string(), "4.17.3");
+    }
+}

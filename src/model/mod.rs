@@ -1,0 +1,13 @@
+//! The domain model shared by every layer: typed ids, states and their
+//! transition table, info records and domain XML. It depends on no other part
+//! of domfs and does no I/O.
+
+pub mod ids;
+pub mod info;
+pub mod state;
+pub mod xml;
+
+pub use ids::{DomainId, DomainName, Uuid};
+pub use info::{DomainInfo, DomainRef, Hypervisor, NodeInfo, Version};
+pub use state::{Lifecycle, State};
+pub use xml::DomainDef;
