@@ -194,7 +194,8 @@ fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser=error")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser=error"))
+        .init();
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Some(a)) => a,
         Ok(None) => return ExitCode::SUCCESS,

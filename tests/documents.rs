@@ -1,0 +1,176 @@
+//! Whole XML documents: create, define and redefinition through `xml`,
+//! applied on close so `cp` and `cat >` report a rejection.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+use common::*;
+
+fn web1(memory: u64) -> String {
+    format!(
+        "<domain type='xen'>\n  <name>web1</name>\n  <memory>{memory}</memory>\n  <vcpu>2</vcpu>\n  \
+         <os>\n    <type>linux</type>\n    <kernel>/boot/vmlinuz</kernel>\n  </os>\n  \
+         <devices>\n    <disk type='file' device='disk'>\n      <source file='/srv/web1.img'/>\n      \
+         <target dev='xvda'/>\n    </disk>\n  </devices>\n  <blkiotune><weight>800</weight></blkiotune>\n</domain>\n"
+    )
+}
+
+fn write_file(dir: &TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn define_then_start_then_undefine() {
+    let m = Mount::new("test:///default");
+    let dir = TempDir::new("xml");
+    let f = write_file(&dir, "web1.xml", &web1(262144));
+    let out = m.sh(&format!("cp {f} define"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        m.sh("ls").stdout,
+        b"by-id\nby-uuid\ncreate\ndefine\nlast_error\nnode\nrestore\ntest\nweb1\n"
+    );
+    assert_eq!(m.value("web1/state"), "shutoff");
+    assert_eq!(m.value("web1/id"), "-1");
+    let uuid = m.value("web1/uuid");
+    assert_eq!(uuid.len(), 36, "a UUID was generated: {uuid}");
+    assert!(
+        m.cat("web1/xml").contains("<blkiotune>"),
+        "unknown elements kept"
+    );
+    m.echo_ok("start", "web1/control");
+    assert_eq!(m.value("web1/id"), "2");
+    assert_eq!(m.sh("readlink by-id/2").stdout, b"../web1\n");
+    assert_eq!(
+        m.sh(&format!("readlink by-uuid/{uuid}")).stdout,
+        b"../web1\n"
+    );
+    m.echo_ok("shutdown", "web1/control");
+    assert!(m.sh("rmdir web1").status.success());
+    assert!(!String::from_utf8(m.sh("ls").stdout)
+        .unwrap()
+        .contains("web1"));
+}
+
+#[test]
+fn create_starts_a_transient_domain_that_vanishes_when_it_stops() {
+    let m = Mount::new("test:///default");
+    let dir = TempDir::new("xml");
+    let f = write_file(&dir, "web1.xml", &web1(131072));
+    let out = m.sh(&format!("cat {f} > create"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(m.value("web1/state"), "running");
+    assert_eq!(m.value("web1/id"), "2");
+    assert_eq!(m.value("web1/memory"), "131072");
+    // The same name again: it exists.
+    let out = m.sh(&format!("cat {f} > create"));
+    assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EEXIST);
+    m.echo_ok("destroy", "web1/control");
+    assert!(!String::from_utf8(m.sh("ls").stdout)
+        .unwrap()
+        .contains("web1"));
+    assert!(!m.sh("test -e web1").status.success());
+}
+
+#[test]
+fn redefinition_through_xml() {
+    let m = Mount::new("test:///default");
+    let dir = TempDir::new("xml");
+    let f = write_file(&dir, "v1.xml", &web1(262144));
+    assert!(m.sh(&format!("cp {f} define")).status.success());
+    let v2 = write_file(&dir, "v2.xml", &web1(524288));
+    let out = m.sh(&format!("cp {v2} web1/xml"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(m.value("web1/max_memory"), "524288");
+    assert!(m
+        .cat("web1/xml")
+        .contains("<memory unit='KiB'>524288</memory>"));
+    // Editing the file in place with a shell, as a user might.
+    let out = m.sh("sed 's/524288/393216/' web1/xml > /tmp/domfs-edit.$$ && cat /tmp/domfs-edit.$$ > web1/xml; r=$?; rm -f /tmp/domfs-edit.$$; exit $r");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(m.value("web1/max_memory"), "393216");
+    // A running domain keeps its live definition until it restarts.
+    m.echo_ok("start", "web1/control");
+    let v3 = write_file(&dir, "v3.xml", &web1(196608));
+    assert!(m.sh(&format!("cp {v3} web1/xml")).status.success());
+    assert_eq!(m.value("web1/max_memory"), "393216");
+    m.echo_ok("destroy", "web1/control");
+    assert_eq!(m.value("web1/max_memory"), "196608");
+}
+
+#[test]
+fn a_rejected_xml_leaves_the_old_one_intact() {
+    let m = Mount::new("test:///default");
+    let dir = TempDir::new("xml");
+    let before = m.cat("test/xml");
+    for (name, text, says) in [
+        ("broken.xml", "<domain type='test'><name>test</name>", "not closed"),
+        (
+            "memory.xml",
+            "<domain type='test'>\n<name>test</name>\n<memory>lots</memory>\n<os><type>hvm</type></os></domain>",
+            "line 3",
+        ),
+        (
+            "other.xml",
+            "<domain type='test'><name>other</name><memory>1024</memory><os><type>hvm</type></os></domain>",
+            "names domain 'other'",
+        ),
+        (
+            "uuid.xml",
+            "<domain type='test'><name>test</name><uuid>00000000-0000-0000-0000-000000000009</uuid>\
+             <memory>1024</memory><os><type>hvm</type></os></domain>",
+            "uuid",
+        ),
+    ] {
+        let f = write_file(&dir, name, text);
+        let out = m.sh(&format!("cp {f} test/xml"));
+        assert!(!out.status.success(), "{name} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_errno(&err, libc::EINVAL);
+        let why = m.value("test/last_error");
+        assert!(why.contains(says), "{name}: {why}");
+        assert_eq!(m.cat("test/xml"), before, "{name} changed the XML");
+    }
+    // define and create report bad documents from close too.
+    let f = write_file(
+        &dir,
+        "bad.xml",
+        "<domain type='xen'><memory>1</memory></domain>",
+    );
+    for target in ["define", "create"] {
+        let out = m.sh(&format!("cp {f} {target}"));
+        assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EINVAL);
+        assert!(
+            m.value("last_error").contains("name"),
+            "{}",
+            m.value("last_error")
+        );
+    }
+    // A name clash on define: EEXIST.
+    let clash = write_file(
+        &dir,
+        "clash.xml",
+        "<domain type='test'><name>test</name><uuid>00000000-0000-0000-0000-000000000009</uuid>\
+         <memory>1024</memory><os><type>hvm</type></os></domain>",
+    );
+    let out = m.sh(&format!("cp {clash} define"));
+    assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EEXIST);
+    assert_eq!(m.cat("test/xml"), before);
+}
