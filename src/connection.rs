@@ -10,7 +10,16 @@ use crate::uri::Uri;
 pub fn open(uri: &Uri, read_only: bool) -> Result<Dispatcher> {
     let drivers: Vec<Box<dyn Driver>> = match uri {
         Uri::TestDefault => vec![Box::new(TestDriver::default_host()?)],
-        Uri::TestFile(path) => vec![Box::new(TestDriver::from_file(path)?)],
+        Uri::TestFile(path) => vec![Box::new(TestDriver::from_file(path).map_err(|e| {
+            Error::new(
+                e.kind,
+                format!(
+                    "{}; test:///PATH needs an absolute path to a libvirt test-driver host \
+                     file (<node> with <cpu>, <memory> and <domain> elements)",
+                    e.message
+                ),
+            )
+        })?)],
         Uri::Xen => {
             return Err(Error::new(
                 ErrorKind::NotSupported,

@@ -40,7 +40,8 @@ impl Uri {
             "test" => {
                 if !server.is_empty() {
                     return Err(format!(
-                        "'{text}': remote test connections (server '{server}') are not supported"
+                        "'{text}': remote test connections (server '{server}') are not supported; \
+                         use test:///default or test:///ABSOLUTE/PATH.xml"
                     ));
                 }
                 let path = percent_decode(path)

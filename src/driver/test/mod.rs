@@ -188,6 +188,7 @@ impl Host {
 
     /// Starts a new domain or the inactive domain `def` names, running `def`.
     fn launch(&mut self, mut def: DomainDef, persistent: bool) -> Result<DomainRef> {
+        normalize(&mut def);
         let slot = self.place(&def)?;
         if let Some(i) = slot {
             let existing = &self.domains[i];
@@ -275,6 +276,15 @@ impl TestDriver {
     }
 }
 
+/// Stores memory the way libvirt writes it back: both amounts present, in
+/// KiB with an explicit unit, current memory never above the maximum.
+fn normalize(def: &mut DomainDef) {
+    let max = def.memory_kib;
+    let current = def.current_memory_kib.unwrap_or(max).min(max);
+    def.set_memory_kib(max);
+    def.set_current_memory_kib(Some(current));
+}
+
 fn lifecycle_running(action: Option<LifecycleAction>) -> bool {
     matches!(
         action.unwrap_or(LifecycleAction::Restart),
@@ -354,6 +364,7 @@ impl Driver for TestDriver {
     /// an existing domain replace its persistent definition (a running domain
     /// keeps running its live definition until it stops).
     fn define_xml(&self, mut def: DomainDef) -> Result<DomainRef> {
+        normalize(&mut def);
         let mut host = self.host();
         let slot = host.place(&def)?;
         def.set_id(None);
@@ -559,3 +570,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     result.map_err(fail)
 }
+
+#[cfg(test)]
+mod tests;
