@@ -81,6 +81,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A lookup that found nothing: the kernel hears ENOENT, nothing is logged.
+fn gone(e: &Error) -> bool {
+    e.kind == crate::error::ErrorKind::NoDomain
+}
+
 fn errno(e: &Error) -> Errno {
     Errno::from_i32(e.errno())
 }
@@ -447,7 +452,7 @@ impl Filesystem for DomFs {
         };
         match self.child(parent, name).and_then(|n| self.entry(n)) {
             Ok((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
-            Err(e) if e.kind == crate::error::ErrorKind::NoDomain => reply.error(Errno::ENOENT),
+            Err(e) if gone(&e) => reply.error(Errno::ENOENT),
             Err(e) => reply.error(self.fail(None, &format!("lookup {name}"), &e)),
         }
     }
@@ -458,7 +463,7 @@ impl Filesystem for DomFs {
         };
         match self.stat(ino.0, node) {
             Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) if e.kind == crate::error::ErrorKind::NoDomain => reply.error(Errno::ENOENT),
+            Err(e) if gone(&e) => reply.error(Errno::ENOENT),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -730,7 +735,7 @@ impl Filesystem for DomFs {
                 let fh = self.new_handle(Handle::Dir(entries));
                 reply.opened(FileHandle(fh), FopenFlags::empty());
             }
-            Err(e) if e.kind == crate::error::ErrorKind::NoDomain => reply.error(Errno::ENOENT),
+            Err(e) if gone(&e) => reply.error(Errno::ENOENT),
             Err(e) => reply.error(self.fail(None, "list", &e)),
         }
     }
