@@ -212,3 +212,48 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Args>, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn options_are_understood() {
+        let a = parse(&[
+            "-f",
+            "-o",
+            "ro,allow_other,noatime",
+            "test:///default",
+            "/mnt",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (a.uri.as_str(), a.mountpoint.as_str()),
+            ("test:///default", "/mnt")
+        );
+        assert!(a.read_only);
+        assert_eq!(a.acl, SessionACL::All);
+        assert_eq!(a.kernel_options, vec![MountOption::NoAtime]);
+        let a = parse(&["-o", "ro", "-o", "rw", "u", "m"]).unwrap().unwrap();
+        assert!(!a.read_only, "the last of ro/rw wins");
+    }
+
+    #[test]
+    fn mistakes_are_explained() {
+        assert!(parse(&["-o", "bogus", "u", "m"])
+            .err()
+            .unwrap()
+            .contains("unknown mount option 'bogus'"));
+        assert!(parse(&["u"]).err().unwrap().contains("got 1 argument"));
+        assert!(parse(&["-x", "u", "m"])
+            .err()
+            .unwrap()
+            .contains("unknown flag '-x'"));
+        assert!(parse(&["-o"]).err().unwrap().contains("-o needs"));
+    }
+}
