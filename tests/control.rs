@@ -4,6 +4,7 @@
 
 mod common;
 use common::*;
+use std::process::Command;
 
 #[test]
 fn suspend_resume_and_the_control_listing() {
@@ -147,7 +148,9 @@ fn a_domain_gone_under_an_open_file_is_enodev() {
     assert!(!String::from_utf8(m.sh("ls").stdout)
         .unwrap()
         .contains("tmp1"));
-    assert!(!m.sh("cat tmp1/state").status.success());
+    let out = m.sh("cat tmp1/state");
+    assert!(!out.status.success());
+    assert_errno(&String::from_utf8_lossy(&out.stderr), libc::ENOENT);
 }
 
 #[test]
@@ -212,4 +215,45 @@ fn no_new_files_or_directories_by_hand() {
     assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EPERM);
     let out = m.sh("rm test/state");
     assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EPERM);
+}
+
+/// A back end that fails (here: the disk an image goes to is full) is EIO,
+/// and the domain is left as it was.
+#[test]
+fn a_failing_back_end_is_eio_and_changes_nothing() {
+    let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    if !root {
+        assert!(
+            !ci,
+            "CI runs as root; this test needs root to mount a small tmpfs"
+        );
+        println!("skipped: mounting a full tmpfs needs root");
+        return;
+    }
+    let m = Mount::new("test:///default");
+    let full = TempDir::new("full");
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(full.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mount -t tmpfs failed");
+    // Fill it: dd stops with ENOSPC.
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k"])
+        .arg(format!("of={}/fill", full.path().display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    let image = full.path().join("test.img");
+    let out = m.sh(&format!(
+        "/bin/echo save {} > test/control",
+        image.display()
+    ));
+    let _ = Command::new("umount").arg(full.path()).status();
+    assert!(!out.status.success());
+    assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EIO);
+    assert!(m.value("test/last_error").contains("No space left"));
+    assert_eq!(m.value("test/state"), "running");
 }

@@ -475,9 +475,8 @@ impl Driver for TestDriver {
     /// persistent domain of the same name and UUID is started with the saved
     /// definition; otherwise the restored domain is transient.
     fn restore(&self, path: &Path) -> Result<DomainRef> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            Error::invalid(format!("cannot read saved image {}: {e}", path.display()))
-        })?;
+        let bytes =
+            std::fs::read(path).map_err(|e| file_error("cannot read saved image", path, &e))?;
         let xml = image::decode(&bytes)
             .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
         let def = DomainDef::parse(xml).map_err(|e| {
@@ -542,10 +541,21 @@ impl Driver for TestDriver {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let fail = |e: std::io::Error| {
-        Error::invalid(format!("cannot write saved image {}: {e}", path.display()))
+/// An image file that cannot be read or written: a path that leads nowhere
+/// is bad input (EINVAL), a refusal is a permission problem (EACCES), and
+/// anything else (a full or failing disk) is the back end failing (EIO).
+fn file_error(what: &str, path: &Path, e: &std::io::Error) -> Error {
+    let kind = match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR | libc::EISDIR | libc::EINVAL | libc::ENAMETOOLONG)
+        | Some(libc::ELOOP) => ErrorKind::InvalidArgument,
+        Some(libc::EACCES | libc::EPERM | libc::EROFS) => ErrorKind::PermissionDenied,
+        _ => ErrorKind::Backend,
     };
+    Error::new(kind, format!("{what} {}: {e}", path.display()))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let fail = |e: std::io::Error| file_error("cannot write saved image", path, &e);
     let name = path
         .file_name()
         .ok_or_else(|| Error::invalid(format!("'{}' names no file", path.display())))?;

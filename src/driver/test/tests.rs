@@ -1058,3 +1058,25 @@ fn a_read_only_dispatcher_refuses_every_change() {
     );
     assert!(tmp.entries().is_empty());
 }
+
+#[test]
+fn image_file_errors_map_to_the_right_kind() {
+    let path = std::path::Path::new("/x/y.img");
+    let kind = |errno| super::file_error("w", path, &std::io::Error::from_raw_os_error(errno)).kind;
+    assert_eq!(kind(libc::ENOENT), ErrorKind::InvalidArgument);
+    assert_eq!(kind(libc::EISDIR), ErrorKind::InvalidArgument);
+    assert_eq!(kind(libc::EACCES), ErrorKind::PermissionDenied);
+    assert_eq!(kind(libc::EROFS), ErrorKind::PermissionDenied);
+    assert_eq!(kind(libc::ENOSPC), ErrorKind::Backend);
+    assert_eq!(kind(libc::EIO), ErrorKind::Backend);
+    let e = super::file_error(
+        "cannot write saved image",
+        path,
+        &std::io::Error::from_raw_os_error(libc::ENOSPC),
+    );
+    assert!(
+        e.message.contains("/x/y.img") && e.message.contains("No space left"),
+        "{}",
+        e.message
+    );
+}
