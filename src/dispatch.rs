@@ -74,8 +74,29 @@ impl Dispatcher {
         Ok(())
     }
 
+    pub fn list_active(&self) -> Result<Vec<DomainRef>> {
+        self.first(Operation::ListActive, |d| d.list_active())
+    }
+    pub fn list_defined(&self) -> Result<Vec<DomainRef>> {
+        self.first(Operation::ListDefined, |d| d.list_defined())
+    }
+    /// Active domains, then defined ones. A connection none of whose drivers
+    /// keeps definitions simply has no defined domains, so "not supported"
+    /// for that half is an empty list, not an error.
     pub fn list_domains(&self) -> Result<Vec<DomainRef>> {
-        self.first(Operation::ListDomains, |d| d.list_domains())
+        let mut all = self.list_active()?;
+        match self.list_defined() {
+            Ok(defined) => {
+                for d in defined {
+                    if !all.iter().any(|a| a.uuid == d.uuid) {
+                        all.push(d);
+                    }
+                }
+            }
+            Err(e) if e.is_not_supported() => {}
+            Err(e) => return Err(e),
+        }
+        Ok(all)
     }
     pub fn lookup_by_name(&self, name: &str) -> Result<DomainRef> {
         self.first(Operation::LookupByName, |d| d.lookup_by_name(name))
@@ -88,6 +109,9 @@ impl Dispatcher {
     }
     pub fn domain_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
         self.first(Operation::DomainInfo, |d| d.domain_info(dom))
+    }
+    pub fn domain_os_type(&self, dom: &DomainRef) -> Result<String> {
+        self.first(Operation::DomainOsType, |d| d.domain_os_type(dom))
     }
     pub fn domain_xml(&self, dom: &DomainRef) -> Result<DomainDef> {
         self.first(Operation::DomainXml, |d| d.domain_xml(dom))
@@ -242,7 +266,21 @@ mod tests {
                 memory_kib: 1,
                 vcpus: 1,
                 cpu_time_ns: 0,
-                os_type: self.name.into(),
+            })
+        }
+        fn domain_os_type(&self, _dom: &DomainRef) -> Result<String> {
+            self.answer(Operation::DomainOsType)
+                .map(|()| self.name.to_string())
+        }
+        fn list_active(&self) -> Result<Vec<DomainRef>> {
+            self.answer(Operation::ListActive).map(|()| vec![dom()])
+        }
+        fn list_defined(&self) -> Result<Vec<DomainRef>> {
+            self.answer(Operation::ListDefined).map(|()| {
+                let mut other = dom();
+                other.uuid = Uuid([2; 16]);
+                other.id = None;
+                vec![dom(), other]
             })
         }
         fn set_vcpus(&self, _dom: &DomainRef, _n: u32) -> Result<()> {
@@ -287,7 +325,7 @@ mod tests {
             ["hv:suspend", "xs:suspend", "xend:suspend"]
         );
         calls.lock().unwrap().clear();
-        assert_eq!(d.domain_info(&dom()).unwrap().os_type, "xend");
+        d.domain_info(&dom()).unwrap();
         assert_eq!(
             *calls.lock().unwrap(),
             ["hv:domain info", "xs:domain info", "xend:domain info"]
@@ -295,6 +333,54 @@ mod tests {
         calls.lock().unwrap().clear();
         d.resume(&dom()).unwrap();
         assert_eq!(*calls.lock().unwrap(), ["hv:resume"]);
+    }
+
+    #[test]
+    fn each_operation_finds_its_own_driver() {
+        let (d, calls) = setup(vec![
+            ("hv", vec![(Operation::DomainInfo, Ok(()))]),
+            ("xs", vec![(Operation::ListActive, Ok(()))]),
+            (
+                "xend",
+                vec![
+                    (Operation::DomainOsType, Ok(())),
+                    (Operation::ListDefined, Ok(())),
+                ],
+            ),
+        ]);
+        assert_eq!(d.domain_os_type(&dom()).unwrap(), "xend");
+        d.domain_info(&dom()).unwrap();
+        // The union of both lists, the active entry winning a duplicate.
+        let all = d.list_domains().unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].id, Some(DomainId(1)));
+        assert_eq!(all[1].uuid, Uuid([2; 16]));
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [
+                "hv:domain os type",
+                "xs:domain os type",
+                "xend:domain os type",
+                "hv:domain info",
+                "hv:list active domains",
+                "xs:list active domains",
+                "hv:list defined domains",
+                "xs:list defined domains",
+                "xend:list defined domains",
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_driver_for_definitions_only_active_domains_are_listed() {
+        let (d, _) = setup(vec![("xs", vec![(Operation::ListActive, Ok(()))])]);
+        assert_eq!(d.list_domains().unwrap(), vec![dom()]);
+        let (d, _) = setup(vec![("hv", vec![])]);
+        assert_eq!(
+            d.list_domains().unwrap_err().kind,
+            ErrorKind::NotSupported,
+            "with no driver for active domains listing is not supported"
+        );
     }
 
     #[test]

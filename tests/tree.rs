@@ -134,8 +134,8 @@ fn info_matches_libvirt_test_default() {
     let m = Mount::new("test:///default");
     let ours: std::collections::HashMap<String, String> =
         pairs(&m.cat("test/info")).into_iter().collect();
-    let out = Command::new("virsh")
-        .args(["-c", "test:///default", "dominfo", "test"])
+    let out = Command::new("timeout")
+        .args(["30", "virsh", "-c", "test:///default", "dominfo", "test"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -154,8 +154,8 @@ fn info_matches_libvirt_test_default() {
     assert_eq!(format!("{} KiB", ours["max_memory"]), field("Max memory:"));
     assert_eq!(format!("{} KiB", ours["memory"]), field("Used memory:"));
 
-    let out = Command::new("virsh")
-        .args(["-c", "test:///default", "nodeinfo"])
+    let out = Command::new("timeout")
+        .args(["30", "virsh", "-c", "test:///default", "nodeinfo"])
         .output()
         .unwrap();
     let node = String::from_utf8(out.stdout).unwrap();

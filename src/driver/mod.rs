@@ -17,11 +17,13 @@ use std::path::Path;
 /// dispatcher's "not supported" answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
-    ListDomains,
+    ListActive,
+    ListDefined,
     LookupByName,
     LookupById,
     LookupByUuid,
     DomainInfo,
+    DomainOsType,
     DomainXml,
     NodeInfo,
     Hypervisor,
@@ -44,11 +46,13 @@ pub enum Operation {
 impl Operation {
     pub fn as_str(self) -> &'static str {
         match self {
-            Operation::ListDomains => "list domains",
+            Operation::ListActive => "list active domains",
+            Operation::ListDefined => "list defined domains",
             Operation::LookupByName => "lookup by name",
             Operation::LookupById => "lookup by id",
             Operation::LookupByUuid => "lookup by uuid",
             Operation::DomainInfo => "domain info",
+            Operation::DomainOsType => "domain os type",
             Operation::DomainXml => "domain xml",
             Operation::NodeInfo => "node info",
             Operation::Hypervisor => "hypervisor type and version",
@@ -84,9 +88,16 @@ pub trait Driver: Send + Sync {
     /// Short name for logs (`test`, `xenstore`, ...).
     fn name(&self) -> &str;
 
-    /// Every domain the driver knows, active and defined.
-    fn list_domains(&self) -> Result<Vec<DomainRef>> {
-        Err(Error::not_supported(Operation::ListDomains))
+    /// The active domains (those with an id), like libvirt's `listDomains`.
+    fn list_active(&self) -> Result<Vec<DomainRef>> {
+        Err(Error::not_supported(Operation::ListActive))
+    }
+    /// The defined but inactive domains, like libvirt's
+    /// `listDefinedDomains`. Kept apart from `list_active` because on Xen
+    /// different back ends know each (the hypervisor and xenstore see
+    /// running domains, xend also the defined ones).
+    fn list_defined(&self) -> Result<Vec<DomainRef>> {
+        Err(Error::not_supported(Operation::ListDefined))
     }
     fn lookup_by_name(&self, _name: &str) -> Result<DomainRef> {
         Err(Error::not_supported(Operation::LookupByName))
@@ -102,6 +113,12 @@ pub trait Driver: Send + Sync {
     }
     /// The live definition of an active domain (with its `id`), the
     /// persistent one of an inactive domain.
+    /// The OS type (`linux`, `hvm`, ...), like libvirt's `domainGetOSType`;
+    /// apart from `domain_info` because the hypervisor knows the one and
+    /// not the other.
+    fn domain_os_type(&self, _dom: &DomainRef) -> Result<String> {
+        Err(Error::not_supported(Operation::DomainOsType))
+    }
     fn domain_xml(&self, _dom: &DomainRef) -> Result<DomainDef> {
         Err(Error::not_supported(Operation::DomainXml))
     }

@@ -256,7 +256,7 @@ impl DomFs {
                 }
             }
             Node::ById => {
-                for d in self.dispatch.list_domains()? {
+                for d in self.dispatch.list_active()? {
                     if let Some(id) = d.id {
                         push(Node::IdLink(d.uuid), id.to_string());
                     }
@@ -315,7 +315,7 @@ impl DomFs {
                 .filter_map(Command::usage)
                 .map(|c| format!("{c}\n"))
                 .collect(),
-            DomFile::OsType => format!("{}\n", info.os_type),
+            DomFile::OsType => format!("{}\n", self.dispatch.domain_os_type(&dom)?),
             DomFile::Vcpus => format!("{}\n", info.vcpus),
             DomFile::Memory => format!("{}\n", info.memory_kib),
             DomFile::MaxMemory => format!("{}\n", info.max_memory_kib),
@@ -324,7 +324,7 @@ impl DomFs {
                 "state {}\nid {id}\nuuid {}\nos_type {}\nvcpus {}\nmemory {}\nmax_memory {}\ncpu_time {}\n",
                 info.state,
                 dom.uuid,
-                info.os_type,
+                self.dispatch.domain_os_type(&dom)?,
                 info.vcpus,
                 info.memory_kib,
                 info.max_memory_kib,

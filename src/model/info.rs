@@ -14,8 +14,7 @@ pub struct DomainRef {
     pub id: Option<DomainId>,
 }
 
-/// `virDomainInfo`, plus the OS type and the identity, which the filesystem's
-/// `info` file shows with it.
+/// `virDomainInfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainInfo {
     pub state: State,
@@ -26,7 +25,6 @@ pub struct DomainInfo {
     pub vcpus: u32,
     /// CPU time used, in nanoseconds.
     pub cpu_time_ns: u64,
-    pub os_type: String,
 }
 
 /// `virNodeInfo`: the host's CPUs and memory.

@@ -140,6 +140,14 @@ impl Host {
             .ok_or_else(|| Error::no_domain(format!("no domain '{}' ({})", dom.name, dom.uuid)))
     }
 
+    fn list(&self, active: bool) -> Vec<DomainRef> {
+        self.domains
+            .iter()
+            .filter(|d| d.live.is_some() == active)
+            .map(TestDomain::reference)
+            .collect()
+    }
+
     fn take_id(&mut self) -> DomainId {
         let id = DomainId(self.next_id);
         self.next_id += 1;
@@ -299,13 +307,12 @@ impl Driver for TestDriver {
         "test"
     }
 
-    fn list_domains(&self) -> Result<Vec<DomainRef>> {
-        Ok(self
-            .host()
-            .domains
-            .iter()
-            .map(TestDomain::reference)
-            .collect())
+    fn list_active(&self) -> Result<Vec<DomainRef>> {
+        Ok(self.host().list(true))
+    }
+
+    fn list_defined(&self) -> Result<Vec<DomainRef>> {
+        Ok(self.host().list(false))
     }
 
     fn lookup_by_name(&self, name: &str) -> Result<DomainRef> {
@@ -323,8 +330,6 @@ impl Driver for TestDriver {
         self.lookup(|d| d.uuid() == uuid, format!("uuid {uuid}"))
     }
 
-    /// OS type is always `linux`, as libvirt's test driver answers
-    /// `virDomainGetOSType`, whatever the definition says.
     fn domain_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
         let host = self.host();
         let d = &host.domains[host.find(dom)?];
@@ -335,8 +340,15 @@ impl Driver for TestDriver {
             memory_kib: def.current_memory_kib.unwrap_or(def.memory_kib),
             vcpus: def.current_vcpus.unwrap_or(def.vcpus),
             cpu_time_ns: d.live.as_ref().map_or(0, Live::cpu_time_ns),
-            os_type: "linux".into(),
         })
+    }
+
+    /// Always `linux`, as libvirt's test driver answers `virDomainGetOSType`
+    /// whatever the definition says.
+    fn domain_os_type(&self, dom: &DomainRef) -> Result<String> {
+        let host = self.host();
+        host.find(dom)?;
+        Ok("linux".into())
     }
 
     fn domain_xml(&self, dom: &DomainRef) -> Result<DomainDef> {
