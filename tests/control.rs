@@ -141,16 +141,15 @@ fn a_domain_gone_under_an_open_file_is_enodev() {
     assert_eq!(m.value("tmp1/state"), "running");
     // Keep control open; destroy removes the transient domain; the next
     // command through the same descriptor finds it gone.
-    let out = m.sh("exec 3> tmp1/control; /bin/echo destroy >&3 && /bin/echo suspend >&3");
-    assert!(!out.status.success());
-    assert_errno(&String::from_utf8_lossy(&out.stderr), libc::ENODEV);
+    m.sh_fails(
+        "exec 3> tmp1/control; /bin/echo destroy >&3 && /bin/echo suspend >&3",
+        libc::ENODEV,
+    );
     // And the name is gone from the listing at once.
     assert!(!String::from_utf8(m.sh("ls").stdout)
         .unwrap()
         .contains("tmp1"));
-    let out = m.sh("cat tmp1/state");
-    assert!(!out.status.success());
-    assert_errno(&String::from_utf8_lossy(&out.stderr), libc::ENOENT);
+    m.sh_fails("cat tmp1/state", libc::ENOENT);
 }
 
 #[test]
@@ -182,25 +181,17 @@ fn save_and_restore_through_files() {
 #[test]
 fn rmdir_undefines_only_a_shut_off_domain() {
     let m = Mount::new("test:///default");
-    let out = m.sh("rmdir test");
-    assert!(!out.status.success());
-    assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EBUSY);
+    m.sh_fails("rmdir test", libc::EBUSY);
     assert!(m.value("test/last_error").contains("undefine"));
     m.echo_ok("destroy", "test/control");
-    let out = m.sh("rmdir test");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    m.sh_ok("rmdir test");
     assert_eq!(
         m.sh("ls").stdout,
         b"by-id\nby-uuid\ncreate\ndefine\nlast_error\nnode\nrestore\n"
     );
     assert!(!m.sh("stat test").status.success());
     // The root's own directories cannot be removed.
-    let out = m.sh("rmdir node");
-    assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EPERM);
+    m.sh_fails("rmdir node", libc::EPERM);
 }
 
 #[test]
@@ -209,12 +200,9 @@ fn no_new_files_or_directories_by_hand() {
     // produced through this mount; the dispatcher's unit tests cover it.
     // What the filesystem itself refuses is checked here: no new files.
     let m = Mount::new("test:///default");
-    let out = m.sh("touch newfile");
-    assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EPERM);
-    let out = m.sh("mkdir web9");
-    assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EPERM);
-    let out = m.sh("rm test/state");
-    assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EPERM);
+    m.sh_fails("touch newfile", libc::EPERM);
+    m.sh_fails("mkdir web9", libc::EPERM);
+    m.sh_fails("rm test/state", libc::EPERM);
 }
 
 /// A back end that fails (here: the disk an image goes to is full) is EIO,

@@ -25,12 +25,7 @@ fn define_then_start_then_undefine() {
     let m = Mount::new("test:///default");
     let dir = TempDir::new("xml");
     let f = write_file(&dir, "web1.xml", &web1(262144));
-    let out = m.sh(&format!("cp {f} define"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    m.sh_ok(&format!("cp {f} define"));
     assert_eq!(
         m.sh("ls").stdout,
         b"by-id\nby-uuid\ncreate\ndefine\nlast_error\nnode\nrestore\ntest\nweb1\n"
@@ -62,18 +57,12 @@ fn create_starts_a_transient_domain_that_vanishes_when_it_stops() {
     let m = Mount::new("test:///default");
     let dir = TempDir::new("xml");
     let f = write_file(&dir, "web1.xml", &web1(131072));
-    let out = m.sh(&format!("cat {f} > create"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    m.sh_ok(&format!("cat {f} > create"));
     assert_eq!(m.value("web1/state"), "running");
     assert_eq!(m.value("web1/id"), "2");
     assert_eq!(m.value("web1/memory"), "131072");
     // The same name again: it exists.
-    let out = m.sh(&format!("cat {f} > create"));
-    assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EEXIST);
+    m.sh_fails(&format!("cat {f} > create"), libc::EEXIST);
     m.echo_ok("destroy", "web1/control");
     assert!(!String::from_utf8(m.sh("ls").stdout)
         .unwrap()
@@ -88,23 +77,13 @@ fn redefinition_through_xml() {
     let f = write_file(&dir, "v1.xml", &web1(262144));
     assert!(m.sh(&format!("cp {f} define")).status.success());
     let v2 = write_file(&dir, "v2.xml", &web1(524288));
-    let out = m.sh(&format!("cp {v2} web1/xml"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    m.sh_ok(&format!("cp {v2} web1/xml"));
     assert_eq!(m.value("web1/max_memory"), "524288");
     assert!(m
         .cat("web1/xml")
         .contains("<memory unit='KiB'>524288</memory>"));
     // Editing the file in place with a shell, as a user might.
-    let out = m.sh("sed 's/524288/393216/' web1/xml > /tmp/domfs-edit.$$ && cat /tmp/domfs-edit.$$ > web1/xml; r=$?; rm -f /tmp/domfs-edit.$$; exit $r");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    m.sh_ok("sed 's/524288/393216/' web1/xml > /tmp/domfs-edit.$$ && cat /tmp/domfs-edit.$$ > web1/xml; r=$?; rm -f /tmp/domfs-edit.$$; exit $r");
     assert_eq!(m.value("web1/max_memory"), "393216");
     // A running domain keeps its live definition until it restarts.
     m.echo_ok("start", "web1/control");
@@ -155,8 +134,7 @@ fn a_rejected_xml_leaves_the_old_one_intact() {
         "<domain type='xen'><memory>1</memory></domain>",
     );
     for target in ["define", "create"] {
-        let out = m.sh(&format!("cp {f} {target}"));
-        assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EINVAL);
+        m.sh_fails(&format!("cp {f} {target}"), libc::EINVAL);
         assert!(
             m.value("last_error").contains("name"),
             "{}",
@@ -170,7 +148,6 @@ fn a_rejected_xml_leaves_the_old_one_intact() {
         "<domain type='test'><name>test</name><uuid>00000000-0000-0000-0000-000000000009</uuid>\
          <memory>1024</memory><os><type>hvm</type></os></domain>",
     );
-    let out = m.sh(&format!("cp {clash} define"));
-    assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EEXIST);
+    m.sh_fails(&format!("cp {clash} define"), libc::EEXIST);
     assert_eq!(m.cat("test/xml"), before);
 }

@@ -109,6 +109,24 @@ impl Mount {
             .expect("run sh")
     }
 
+    /// `sh -c SCRIPT` that must succeed; its standard output.
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// `sh -c SCRIPT` that must fail with `errno`.
+    pub fn sh_fails(&self, script: &str, errno: i32) {
+        let out = self.sh(script);
+        assert!(!out.status.success(), "{script} succeeded");
+        assert_errno(&String::from_utf8_lossy(&out.stderr), errno);
+    }
+
     /// `cat PATH` that must succeed.
     pub fn cat(&self, rel: &str) -> String {
         let out = Command::new("cat")
