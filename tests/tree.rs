@@ -305,3 +305,19 @@ fn a_bad_uri_or_host_file_fails_to_mount_with_a_reason() {
         assert!(!is_mountpoint(dir.path()));
     }
 }
+
+/// `cat test/xml` is what libvirt 9's `virsh -c test:///default dumpxml test` prints.
+#[test]
+fn xml_matches_libvirt_test_default() {
+    if !have_tool("virsh") {
+        return;
+    }
+    let m = Mount::new("test:///default");
+    let out = Command::new("timeout")
+        .args(["30", "virsh", "-c", "test:///default", "dumpxml", "test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let virsh = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(m.cat("test/xml").trim_end(), virsh.trim_end());
+}

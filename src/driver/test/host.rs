@@ -24,7 +24,8 @@ pub fn default_node() -> NodeInfo {
     }
 }
 
-/// The domain of `test:///default`, with the values libvirt 9.0 reports for it.
+/// The domain of `test:///default`, as libvirt 9.0 describes it (its PCI
+/// addresses included, so `cat test/xml` and `virsh dumpxml test` agree).
 const DEFAULT_DOMAIN: &str = "<domain type='test'>
   <name>test</name>
   <uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>
@@ -43,13 +44,17 @@ const DEFAULT_DOMAIN: &str = "<domain type='test'>
     <disk type='file' device='disk'>
       <source file='/guest/diskimage1'/>
       <target dev='vda' bus='virtio'/>
+      <address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
     </disk>
     <interface type='network'>
       <mac address='aa:bb:cc:dd:ee:ff'/>
       <source network='default'/>
       <target dev='testnet0'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x0'/>
     </interface>
-    <memballoon model='virtio'/>
+    <memballoon model='virtio'>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>
+    </memballoon>
   </devices>
 </domain>
 ";
