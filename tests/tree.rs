@@ -95,7 +95,7 @@ fn every_value_file_of_test_default() {
         m.cat("node/info"),
         "model i686\ncpus 16\nmhz 1400\nnodes 2\nsockets 2\ncores 2\nthreads 2\nmemory 3145728\n"
     );
-    assert_eq!(m.cat("node/hypervisor"), "type Test\nversion 0.0.2\n");
+    assert_eq!(m.cat("node/hypervisor"), "type TEST\nversion 0.0.2\n");
     assert_eq!(m.cat("last_error"), "");
 }
 
@@ -174,6 +174,15 @@ fn info_matches_libvirt_test_default() {
     assert_eq!(ours["threads"], nf("Thread(s) per core:"));
     assert_eq!(ours["nodes"], nf("NUMA cell(s):"));
     assert_eq!(format!("{} KiB", ours["memory"]), nf("Memory size:"));
+
+    let out = Command::new("timeout")
+        .args(["30", "virsh", "-c", "test:///default", "version"])
+        .output()
+        .unwrap();
+    let version = String::from_utf8(out.stdout).unwrap();
+    let hv = pairs(&m.cat("node/hypervisor"));
+    let running = format!("Running hypervisor: {} {}", hv[0].1, hv[1].1);
+    assert!(version.contains(&running), "{running} not in: {version}");
 }
 
 #[test]

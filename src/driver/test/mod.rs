@@ -360,10 +360,11 @@ impl Driver for TestDriver {
         Ok(self.host().node.clone())
     }
 
-    /// libvirt's test driver answers type "Test", version 2.
+    /// libvirt 9's test driver answers type "TEST" (older releases said
+    /// "Test"), version 2 (0.0.2).
     fn hypervisor(&self) -> Result<Hypervisor> {
         Ok(Hypervisor {
-            kind: "Test".into(),
+            kind: "TEST".into(),
             version: Version::from_number(2),
         })
     }

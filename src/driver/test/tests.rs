@@ -221,7 +221,7 @@ fn default_host_node_and_hypervisor() {
     );
     assert_eq!(n.memory_kib, 3_145_728);
     let hv = d.hypervisor().unwrap();
-    assert_eq!(hv.kind, "Test");
+    assert_eq!(hv.kind, "TEST");
     assert_eq!(hv.version.to_string(), "0.0.2");
     assert_eq!(d.name(), "test");
 }
