@@ -20,6 +20,11 @@ impl TempDir {
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&p).expect("create temp dir");
+        // Other users must be able to reach a mount under it, whatever the
+        // umask (the permission tests run tools as nobody).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod temp dir");
         TempDir(p)
     }
 
