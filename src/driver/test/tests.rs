@@ -169,7 +169,7 @@ fn have_testnode(test: &str) -> bool {
 /// returns after the image is written (its job watcher misses the end of
 /// the save; seen here in 10 of 30 parallel runs), so no virsh call may
 /// hang a test.
-const VIRSH_DEADLINE: &str = "30";
+const VIRSH_DEADLINE: &str = "15";
 
 /// Runs `virsh -c URI COMMANDS` under a deadline and returns its output and
 /// whether it finished in time; fails the test if virsh failed.
