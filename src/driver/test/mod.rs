@@ -113,6 +113,15 @@ impl TestDomain {
         self.live.as_ref().map_or(&self.config, |l| &l.def)
     }
 
+    /// The definition a live change edits: the running one of an active
+    /// domain, the configuration of a shut-off one.
+    fn current_def_mut(&mut self) -> &mut DomainDef {
+        match self.live.as_mut() {
+            Some(live) => &mut live.def,
+            None => &mut self.config,
+        }
+    }
+
     /// Refuses `op` unless the state table allows it here.
     fn check(&self, op: Lifecycle) -> Result<()> {
         let state = self.state();
@@ -503,11 +512,7 @@ impl Driver for TestDriver {
 
     fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
         self.with_domain(dom, Lifecycle::SetMemory, |host, idx| {
-            let d = &mut host.domains[idx];
-            let def = match d.live.as_mut() {
-                Some(live) => &mut live.def,
-                None => &mut d.config,
-            };
+            let def = host.domains[idx].current_def_mut();
             if kib > def.memory_kib {
                 return Err(Error::invalid(format!(
                     "cannot set memory higher than max memory ({kib} > {} KiB)",
@@ -537,11 +542,7 @@ impl Driver for TestDriver {
     /// never above the domain's maximum (`<vcpu>`).
     fn set_vcpus(&self, dom: &DomainRef, count: u32) -> Result<()> {
         self.with_domain(dom, Lifecycle::SetVcpus, |host, idx| {
-            let d = &mut host.domains[idx];
-            let def = match d.live.as_mut() {
-                Some(live) => &mut live.def,
-                None => &mut d.config,
-            };
+            let def = host.domains[idx].current_def_mut();
             if count > def.vcpus {
                 return Err(Error::invalid(format!(
                     "requested cpu amount exceeds maximum ({count} > {})",
