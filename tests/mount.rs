@@ -4,7 +4,24 @@
 
 mod common;
 use common::*;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// `sh -c SCRIPT` in `dir` as user and group 65534 (nobody), no other groups.
+fn as_nobody(dir: &Path, script: &str) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
 
 #[test]
 fn read_only_mount_reads_but_every_write_is_erofs() {
@@ -52,20 +69,7 @@ fn permission_bits_apply_to_other_users() {
         return;
     }
     let m = Mount::with_options("test:///default", &["-o", "allow_other"]);
-    let as_nobody = |script: &str| {
-        Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "sh",
-                "-c",
-                script,
-            ])
-            .current_dir(m.path())
-            .output()
-            .unwrap()
-    };
+    let as_nobody = |script: &str| as_nobody(m.path(), script);
     let out = as_nobody("cat test/state");
     assert!(
         out.status.success(),
@@ -92,11 +96,11 @@ fn without_allow_other_other_users_are_kept_out() {
         return;
     }
     let m = Mount::new("test:///default");
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
-        .arg(m.path().join("test/state"))
-        .output()
-        .unwrap();
+    let state = m.path().join("test/state");
+    let out = as_nobody(
+        Path::new("/"),
+        &format!("cat {}", quote(&state.display().to_string())),
+    );
     assert!(!out.status.success());
     assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EACCES);
 }

@@ -134,18 +134,8 @@ fn info_matches_libvirt_test_default() {
     let m = Mount::new("test:///default");
     let ours: std::collections::HashMap<String, String> =
         pairs(&m.cat("test/info")).into_iter().collect();
-    let out = Command::new("timeout")
-        .args(["30", "virsh", "-c", "test:///default", "dominfo", "test"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let virsh = String::from_utf8(out.stdout).unwrap();
-    let field = |label: &str| -> String {
-        virsh
-            .lines()
-            .find_map(|l| l.strip_prefix(label).map(|v| v.trim().to_string()))
-            .unwrap_or_else(|| panic!("virsh dominfo has no {label}: {virsh}"))
-    };
+    let virsh_info = virsh("test:///default", &["dominfo", "test"]);
+    let field = |label: &str| virsh_field(&virsh_info, label);
     assert_eq!(ours["id"], field("Id:"));
     assert_eq!(ours["uuid"], field("UUID:"));
     assert_eq!(ours["os_type"], field("OS Type:"));
@@ -154,16 +144,8 @@ fn info_matches_libvirt_test_default() {
     assert_eq!(format!("{} KiB", ours["max_memory"]), field("Max memory:"));
     assert_eq!(format!("{} KiB", ours["memory"]), field("Used memory:"));
 
-    let out = Command::new("timeout")
-        .args(["30", "virsh", "-c", "test:///default", "nodeinfo"])
-        .output()
-        .unwrap();
-    let node = String::from_utf8(out.stdout).unwrap();
-    let nf = |label: &str| -> String {
-        node.lines()
-            .find_map(|l| l.strip_prefix(label).map(|v| v.trim().to_string()))
-            .unwrap_or_else(|| panic!("virsh nodeinfo has no {label}: {node}"))
-    };
+    let node = virsh("test:///default", &["nodeinfo"]);
+    let nf = |label: &str| virsh_field(&node, label);
     let ours: std::collections::HashMap<String, String> =
         pairs(&m.cat("node/info")).into_iter().collect();
     assert_eq!(ours["model"], nf("CPU model:"));
@@ -175,11 +157,7 @@ fn info_matches_libvirt_test_default() {
     assert_eq!(ours["nodes"], nf("NUMA cell(s):"));
     assert_eq!(format!("{} KiB", ours["memory"]), nf("Memory size:"));
 
-    let out = Command::new("timeout")
-        .args(["30", "virsh", "-c", "test:///default", "version"])
-        .output()
-        .unwrap();
-    let version = String::from_utf8(out.stdout).unwrap();
+    let version = virsh("test:///default", &["version"]);
     let hv = pairs(&m.cat("node/hypervisor"));
     let running = format!("Running hypervisor: {} {}", hv[0].1, hv[1].1);
     assert!(version.contains(&running), "{running} not in: {version}");
@@ -322,11 +300,6 @@ fn xml_matches_libvirt_test_default() {
         return;
     }
     let m = Mount::new("test:///default");
-    let out = Command::new("timeout")
-        .args(["30", "virsh", "-c", "test:///default", "dumpxml", "test"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let virsh = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(m.cat("test/xml").trim_end(), virsh.trim_end());
+    let dumpxml = virsh("test:///default", &["dumpxml", "test"]);
+    assert_eq!(m.cat("test/xml").trim_end(), dumpxml.trim_end());
 }

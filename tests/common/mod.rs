@@ -224,6 +224,29 @@ fn nix_kill(pid: u32, sig: i32) {
         .status();
 }
 
+/// `virsh -c URI ARGS...` under a deadline, which must succeed; its output.
+pub fn virsh(uri: &str, args: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .args(["30", "virsh", "-c", uri])
+        .args(args)
+        .env("LC_ALL", "C")
+        .output()
+        .expect("run virsh");
+    assert!(
+        out.status.success(),
+        "virsh -c {uri} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The value after `label` on the line of virsh output that starts with it.
+pub fn virsh_field(out: &str, label: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label).map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| panic!("no '{label}' in virsh output: {out}"))
+}
+
 /// Quotes `s` for `sh`.
 pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))

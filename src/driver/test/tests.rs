@@ -628,15 +628,22 @@ fn cpu_time_runs_only_while_running() {
 // ---------------------------------------------------------------------------
 // Save and restore
 
-#[test]
-fn save_and_restore_a_persistent_domain() {
-    let tmp = TempDir::new("save");
-    let img = tmp.join("test.img");
+/// `test` of a fresh default host with non-default memory (1048576 KiB) and
+/// vcpus (1), saved to `img`.
+fn saved_with_changes(img: &Path) -> (TestDriver, DomainRef) {
     let d = drv();
     let dom = test_dom(&d);
     d.set_memory(&dom, 1_048_576).unwrap();
     d.set_vcpus(&dom, 1).unwrap();
-    d.save(&dom, &img).unwrap();
+    d.save(&dom, img).unwrap();
+    (d, dom)
+}
+
+#[test]
+fn save_and_restore_a_persistent_domain() {
+    let tmp = TempDir::new("save");
+    let img = tmp.join("test.img");
+    let (d, dom) = saved_with_changes(&img);
 
     let bytes = std::fs::read(&img).unwrap();
     assert!(bytes.starts_with(b"TestGuestMagic\0"));
@@ -774,11 +781,7 @@ fn an_image_saved_here_restores_in_virsh() {
     }
     let tmp = TempDir::new("tovirsh");
     let img = tmp.join("ours.img");
-    let d = drv();
-    let dom = test_dom(&d);
-    d.set_memory(&dom, 1_048_576).unwrap();
-    d.set_vcpus(&dom, 1).unwrap();
-    d.save(&dom, &img).unwrap();
+    saved_with_changes(&img);
     let cmds = format!("destroy test; restore {}; dominfo test", img.display());
     let out = virsh("test:///default", &cmds);
     assert_eq!(field(&out, "State:"), "running");
