@@ -7,7 +7,22 @@ use crate::driver::Driver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::uri::Uri;
 
-pub fn open(uri: &Uri, read_only: bool) -> Result<Dispatcher> {
+/// What a mount asks of its connection besides the URI: the `-o` options
+/// that choose and tune back ends. Every key the command line accepts for a
+/// back end lands here, so drivers never parse command lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    pub read_only: bool,
+    /// `-o xenstore=PATH`: xenstored's unix socket or the xenbus device.
+    pub xenstore: Option<String>,
+    /// `-o xend=unix:/PATH` or `-o xend=http://HOST:PORT`.
+    pub xend: Option<String>,
+    /// `-o privcmd=PATH|none`: the privcmd device, or `none` to go without.
+    pub privcmd: Option<String>,
+}
+
+pub fn open(uri: &Uri, opts: &ConnectOptions) -> Result<Dispatcher> {
+    let read_only = opts.read_only;
     let drivers: Vec<Box<dyn Driver>> = match uri {
         Uri::TestDefault => vec![Box::new(TestDriver::default_host()?)],
         Uri::TestFile(path) => vec![Box::new(TestDriver::from_file(path).map_err(|e| {

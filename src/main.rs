@@ -1,5 +1,6 @@
 //! The `domfs` command: mount a connection's domains at a directory.
 
+use domfs::connection::ConnectOptions;
 use domfs::dispatch::Dispatcher;
 use domfs::fs::{DomFs, Invalidation, Settings};
 use domfs::uri::Uri;
@@ -27,6 +28,9 @@ Options (-o, comma-separated):
   allow_root       let root in besides the mounting user
   nosuid,nodev,noexec,noatime,suid,dev,exec,atime,sync,async,dirsync
                    passed to the kernel as usual
+  xenstore=PATH    xen:///: xenstored's socket or the xenbus device
+  xend=URL         xen:///: unix:/PATH or http://HOST:PORT
+  privcmd=PATH     xen:///: the privcmd device, or none
   -f               stay in the foreground (always, for now)
 
 Logging: RUST_LOG=info (default warn) prints one line per failed operation.";
@@ -37,6 +41,9 @@ struct Args {
     read_only: bool,
     acl: SessionACL,
     kernel_options: Vec<MountOption>,
+    xenstore: Option<String>,
+    xend: Option<String>,
+    privcmd: Option<String>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -44,6 +51,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     let mut read_only = false;
     let mut acl = SessionACL::Owner;
     let mut kernel_options = Vec::new();
+    let (mut xenstore, mut xend, mut privcmd) = (None, None, None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "-h" | "--help" => {
@@ -75,6 +83,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                         "sync" => kernel_options.push(MountOption::Sync),
                         "async" => kernel_options.push(MountOption::Async),
                         "dirsync" => kernel_options.push(MountOption::DirSync),
+                        o if o.starts_with("xenstore=") => xenstore = Some(o[9..].to_string()),
+                        o if o.starts_with("xend=") => xend = Some(o[5..].to_string()),
+                        o if o.starts_with("privcmd=") => privcmd = Some(o[8..].to_string()),
                         other => return Err(format!("unknown mount option '{other}'")),
                     }
                 }
@@ -94,6 +105,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         read_only,
         acl,
         kernel_options,
+        xenstore,
+        xend,
+        privcmd,
     }))
 }
 
@@ -118,8 +132,14 @@ fn invalidate(notifier: Notifier, rx: mpsc::Receiver<Invalidation>) {
 
 fn run(args: Args) -> Result<(), String> {
     let uri = Uri::parse(&args.uri)?;
+    let opts = ConnectOptions {
+        read_only: args.read_only,
+        xenstore: args.xenstore.clone(),
+        xend: args.xend.clone(),
+        privcmd: args.privcmd.clone(),
+    };
     let dispatch: Dispatcher =
-        domfs::connection::open(&uri, args.read_only).map_err(|e| format!("{uri}: {e}"))?;
+        domfs::connection::open(&uri, &opts).map_err(|e| format!("{uri}: {e}"))?;
     let fs = DomFs::new(
         dispatch,
         Settings {
