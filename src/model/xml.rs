@@ -17,6 +17,37 @@ use quick_xml::Reader;
 
 use crate::model::{DomainId, Uuid};
 
+/// How deeply elements may nest. libxml2 (libvirt's parser) refuses deeper
+/// documents by default; the limit also bounds every walk of the tree
+/// (writing, comparing, dropping), which recurse once per level.
+pub const MAX_DEPTH: usize = 256;
+
+/// The domain types libvirt 9 knows (`virDomainVirt`); any other is refused
+/// as libvirt refuses it.
+const DOMAIN_TYPES: [&str; 17] = [
+    "none",
+    "qemu",
+    "kqemu",
+    "kvm",
+    "xen",
+    "lxc",
+    "uml",
+    "openvz",
+    "test",
+    "vmware",
+    "hyperv",
+    "vbox",
+    "phyp",
+    "parallels",
+    "bhyve",
+    "vz",
+    "hvf",
+];
+
+/// The largest memory amount libvirt accepts: its byte count must fit a
+/// signed 64-bit integer.
+const MAX_MEMORY_KIB: u64 = i64::MAX as u64 / 1024;
+
 /// What is wrong with a domain XML, and where: the 1-based line of the start
 /// tag (or of the parse error) and the element concerned, when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,7 +275,15 @@ pub fn parse_tree(text: &str) -> Result<Element, XmlError> {
         };
         let piece = match event {
             Event::Start(s) => {
-                stack.push(open_element(&reader, &s, line, &stack, &root)?);
+                let el = open_element(&reader, &s, line, &stack, &root)?;
+                if stack.len() >= MAX_DEPTH {
+                    return Err(malformed(
+                        line,
+                        Some(&el),
+                        format!("elements nest deeper than {MAX_DEPTH} levels"),
+                    ));
+                }
+                stack.push(el);
                 continue;
             }
             Event::Empty(s) => {
@@ -622,13 +661,21 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// An unsigned number as libvirt reads one (strtoull with a check of the
+/// end): white space before the digits is allowed, anything after them is not.
 fn parse_uint<T: TryFrom<u64>>(raw: &str) -> Result<T, String> {
-    let t = raw.trim();
+    let t = raw.trim_start();
     if t.is_empty() {
         return Err("a number is needed, the value is empty".into());
     }
     if !t.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("'{t}' is not a number"));
+        let digits = t.trim_end();
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "invalid value '{raw}': nothing may follow the number"
+            ));
+        }
+        return Err(format!("'{}' is not a number", t.trim_end()));
     }
     let n = t
         .parse::<u64>()
@@ -676,9 +723,15 @@ fn unit_scale(unit: Option<&str>) -> Result<u64, String> {
 fn parse_memory(e: &Element) -> Result<u64, XmlError> {
     let n: u64 = parse_uint(&e.text()).map_err(|m| err_at(e, m))?;
     let scale = unit_scale(e.attr("unit")).map_err(|m| err_at(e, m))?;
+    let bytes = u128::from(n) * u128::from(scale);
+    if bytes > i64::MAX as u128 {
+        return Err(err_at(
+            e,
+            format!("numerical overflow: value too large: {n} (at most {MAX_MEMORY_KIB} KiB)"),
+        ));
+    }
     // libvirt keeps KiB and rounds a byte count up to whole KiB.
-    let kib = (u128::from(n) * u128::from(scale)).div_ceil(1024);
-    u64::try_from(kib).map_err(|_| err_at(e, format!("'{}' is too large", e.text().trim())))
+    Ok(bytes.div_ceil(1024) as u64)
 }
 
 fn parse_action(root: &Element, name: &str) -> Result<Option<LifecycleAction>, XmlError> {
@@ -789,13 +842,17 @@ impl DomainDef {
             ));
         }
         let domain_type = match root.attr("type") {
-            Some(t) if !t.trim().is_empty() => t.to_string(),
+            Some(t) if DOMAIN_TYPES.contains(&t) => t.to_string(),
+            Some(t) if !t.trim().is_empty() => {
+                return Err(err_at(&root, format!("invalid domain type '{t}'")))
+            }
             _ => return Err(err_at(&root, "missing the 'type' attribute")),
         };
-        let id = match root.attr("id").map(str::trim) {
-            None | Some("-1") => None,
-            Some(raw) => Some(raw.parse::<DomainId>().map_err(|m| err_at(&root, m))?),
-        };
+        // libvirt ignores `id` when it parses a definition; one that is not a
+        // number is dropped the same way rather than refused.
+        let id = root
+            .attr("id")
+            .and_then(|raw| raw.trim().parse::<DomainId>().ok());
         let name_el = root
             .child("name")
             .ok_or_else(|| err_at(&root, "missing <name>"))?;
@@ -809,6 +866,12 @@ impl DomainDef {
             root.child("memory")
                 .ok_or_else(|| err_at(&root, "missing <memory>"))?,
         )?;
+        if memory_kib == 0 {
+            return Err(err_at(
+                &root,
+                "memory size must be specified via <memory> (it is 0)",
+            ));
+        }
         let current_memory_kib = root.child("currentMemory").map(parse_memory).transpose()?;
         let (vcpus, current_vcpus) = match root.child("vcpu") {
             None => (1, None),
@@ -1240,7 +1303,8 @@ mod tests {
         assert_eq!(kib("<memory unit='bytes'>1024</memory>"), 1);
         assert_eq!(kib("<memory unit='KB'>1024</memory>"), 1000);
         assert_eq!(kib("<memory unit='KiB'>7</memory>"), 7);
-        assert_eq!(kib("<memory> 42 </memory>"), 42);
+        assert_eq!(kib("<memory>\n  42</memory>"), 42);
+        assert_eq!(kib("<memory>9007199254740991</memory>"), MAX_MEMORY_KIB);
         let cur = parse(&MINIMAL.replace(
             "</memory>",
             "</memory>\n  <currentMemory unit='GB'>1</currentMemory>",
@@ -1291,7 +1355,12 @@ mod tests {
             ("<type>linux</type>", "<kernel>/k</kernel>", "line 4, <os>: missing <type>"),
             ("<type>linux</type>", "<type> </type>", "line 5, <type>: the OS type is empty"),
             (OS, "</os><devices><graphics type='vnc' port='x'/></devices>", "port 'x' is not"),
-            ("xen'>", "xen' id='abc'>", "line 1, <domain>: 'abc' is not a domain id"),
+            (M, "<memory> 1024 </memory>", "line 3, <memory>: invalid value ' 1024 ': nothing may follow"),
+            (M, "<memory>0</memory>", "line 1, <domain>: memory size must be specified"),
+            (M, "<memory>18446744073709551615</memory>", "numerical overflow: value too large: 18446744073709551615"),
+            (M, "<memory>9007199254740992</memory>", "value too large"),
+            ("xen'>", "bogus'>", "line 1, <domain>: invalid domain type 'bogus'"),
+            ("xen'>", "Xen'>", "invalid domain type 'Xen'"),
         ];
         for (from, to, want) in minimal_cases {
             let input = MINIMAL.replace(from, to);
@@ -1354,7 +1423,7 @@ mod tests {
         // An element missing entirely goes after its canonical predecessor,
         // ahead of anything libvirt orders later.
         let mut bare = parse(
-            "<domain type='x'><os><type>hvm</type></os><name>n</name><memory>1</memory></domain>",
+            "<domain type='test'><os><type>hvm</type></os><name>n</name><memory>1</memory></domain>",
         )
         .unwrap();
         bare.set_current_vcpus(Some(1)).unwrap();
@@ -1424,6 +1493,33 @@ mod tests {
             let e = parse(&text[..cut]).unwrap_err();
             assert!(e.line.is_some(), "cut at {cut}: {e}");
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_deep_documents_fail_cleanly() {
+        let nest = |n: usize| {
+            format!(
+                "<domain type='xen'><name>a</name><memory>1</memory><os><type>linux</type></os>\
+                 <metadata>{}{}</metadata></domain>",
+                "<m>".repeat(n),
+                "</m>".repeat(n)
+            )
+        };
+        // Root, metadata and 254 levels inside make 256: accepted.
+        assert!(parse(&nest(MAX_DEPTH - 2)).is_ok());
+        let e = parse(&nest(MAX_DEPTH - 1)).unwrap_err().to_string();
+        assert!(e.contains("deeper than 256 levels"), "{e}");
+        // Far deeper input (a stack overflow before the limit) fails the same.
+        let e = parse(&nest(20_000)).unwrap_err().to_string();
+        assert!(e.contains("deeper than 256"), "{e}");
+    }
+
+    #[test]
+    fn an_id_that_is_not_a_number_is_ignored_as_libvirt_does() {
+        let def = parse(&MINIMAL.replace("xen'>", "xen' id='abc'>")).unwrap();
+        assert_eq!(def.id, None);
+        let def = parse(&MINIMAL.replace("xen'>", "xen' id='7'>")).unwrap();
+        assert_eq!(def.id, Some(DomainId(7)));
     }
 
     #[test]
