@@ -116,6 +116,9 @@ impl Dispatcher {
     pub fn domain_xml(&self, dom: &DomainRef) -> Result<DomainDef> {
         self.first(Operation::DomainXml, |d| d.domain_xml(dom))
     }
+    pub fn domain_xml_inactive(&self, dom: &DomainRef) -> Result<DomainDef> {
+        self.first(Operation::DomainXmlInactive, |d| d.domain_xml_inactive(dom))
+    }
     pub fn node_info(&self) -> Result<NodeInfo> {
         self.first(Operation::NodeInfo, |d| d.node_info())
     }

@@ -25,6 +25,7 @@ pub enum Operation {
     DomainInfo,
     DomainOsType,
     DomainXml,
+    DomainXmlInactive,
     NodeInfo,
     Hypervisor,
     CreateXml,
@@ -54,6 +55,7 @@ impl Operation {
             Operation::DomainInfo => "domain info",
             Operation::DomainOsType => "domain os type",
             Operation::DomainXml => "domain xml",
+            Operation::DomainXmlInactive => "domain xml (inactive)",
             Operation::NodeInfo => "node info",
             Operation::Hypervisor => "hypervisor type and version",
             Operation::CreateXml => "create",
@@ -121,6 +123,11 @@ pub trait Driver: Send + Sync {
     }
     fn domain_xml(&self, _dom: &DomainRef) -> Result<DomainDef> {
         Err(Error::not_supported(Operation::DomainXml))
+    }
+    /// The persistent definition, which the next start uses (virsh's
+    /// `dumpxml --inactive`); for a shut-off domain the same as `domain_xml`.
+    fn domain_xml_inactive(&self, _dom: &DomainRef) -> Result<DomainDef> {
+        Err(Error::not_supported(Operation::DomainXmlInactive))
     }
     fn node_info(&self) -> Result<NodeInfo> {
         Err(Error::not_supported(Operation::NodeInfo))

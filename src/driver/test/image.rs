@@ -7,6 +7,8 @@ const MAGIC: &[u8; 15] = b"TestGuestMagic\0";
 /// libvirt refuses longer metadata on restore; domfs refuses it on save too,
 /// so every image it writes can be restored by either.
 pub const MAX_XML: usize = 8192;
+/// The largest image: magic, length and the longest metadata.
+pub const MAX_IMAGE: usize = MAGIC.len() + 4 + MAX_XML;
 
 pub fn encode(xml: &str) -> Result<Vec<u8>, String> {
     if xml.is_empty() || xml.len() > MAX_XML {

@@ -22,8 +22,14 @@ use std::time::Instant;
 
 pub use host::{default_host, load_host_file, HostSpec};
 
+/// Two locks: `host` guards the state and is held only for short,
+/// I/O-free sections, so lookups and reads never wait on a file; `changes`
+/// serialises the operations that change a domain, and is the only lock held
+/// across file I/O (a save writes its image between checking the domain and
+/// stopping it, and nothing else may change the domain in between).
 pub struct TestDriver {
     host: Mutex<Host>,
+    changes: Mutex<()>,
 }
 
 struct Host {
@@ -252,6 +258,7 @@ impl TestDriver {
         }
         Ok(TestDriver {
             host: Mutex::new(host),
+            changes: Mutex::new(()),
         })
     }
 
@@ -270,6 +277,11 @@ impl TestDriver {
         self.host.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Held by every operation that changes the host (see `TestDriver`).
+    fn changing(&self) -> MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Runs `f` on the domain `dom` names after checking the state table.
     fn with_domain<T>(
         &self,
@@ -277,6 +289,7 @@ impl TestDriver {
         op: Lifecycle,
         f: impl FnOnce(&mut Host, usize) -> Result<T>,
     ) -> Result<T> {
+        let _changing = self.changing();
         let mut host = self.host();
         let idx = host.find(dom)?;
         host.domains[idx].check(op)?;
@@ -365,6 +378,15 @@ impl Driver for TestDriver {
         Ok(host.domains[host.find(dom)?].current_def().clone())
     }
 
+    /// The configuration the next start runs (a transient domain's is the
+    /// one it was created from, as libvirt answers).
+    fn domain_xml_inactive(&self, dom: &DomainRef) -> Result<DomainDef> {
+        let host = self.host();
+        let mut def = host.domains[host.find(dom)?].config.clone();
+        def.set_id(None);
+        Ok(def)
+    }
+
     fn node_info(&self) -> Result<NodeInfo> {
         Ok(self.host().node.clone())
     }
@@ -379,6 +401,7 @@ impl Driver for TestDriver {
     }
 
     fn create_xml(&self, def: DomainDef) -> Result<DomainRef> {
+        let _changing = self.changing();
         self.host().launch(def, false)
     }
 
@@ -387,6 +410,7 @@ impl Driver for TestDriver {
     /// keeps running its live definition until it stops).
     fn define_xml(&self, mut def: DomainDef) -> Result<DomainRef> {
         normalize(&mut def);
+        let _changing = self.changing();
         let mut host = self.host();
         let slot = host.place(&def)?;
         def.set_id(None);
@@ -481,15 +505,23 @@ impl Driver for TestDriver {
 
     /// Writes libvirt's test-driver image (see `image`), then stops the
     /// domain. The image is written beside `path` and renamed over it, so a
-    /// failed save leaves both the domain and any old file as they were.
+    /// failed save leaves both the domain and any old file as they were. The
+    /// file is written with the host unlocked (the path may be slow, or lead
+    /// back into a filesystem that asks this driver), while `changes` keeps
+    /// the domain as it was checked.
     fn save(&self, dom: &DomainRef, path: &Path) -> Result<()> {
-        self.with_domain(dom, Lifecycle::Save, |host, idx| {
-            let xml = host.domains[idx].current_def().to_xml();
-            let bytes = image::encode(&xml).map_err(Error::invalid)?;
-            write_atomically(path, &bytes)?;
-            host.stop(idx);
-            Ok(())
-        })
+        let _changing = self.changing();
+        let bytes = {
+            let host = self.host();
+            let d = &host.domains[host.find(dom)?];
+            d.check(Lifecycle::Save)?;
+            image::encode(&d.current_def().to_xml()).map_err(Error::invalid)?
+        };
+        write_image(path, &bytes)?;
+        let mut host = self.host();
+        let idx = host.find(dom)?;
+        host.stop(idx);
+        Ok(())
     }
 
     /// Reads an image written by `save` (or by libvirt's test driver) and
@@ -497,8 +529,7 @@ impl Driver for TestDriver {
     /// persistent domain of the same name and UUID is started with the saved
     /// definition; otherwise the restored domain is transient.
     fn restore(&self, path: &Path) -> Result<DomainRef> {
-        let bytes =
-            std::fs::read(path).map_err(|e| file_error("cannot read saved image", path, &e))?;
+        let bytes = read_image(path)?;
         let xml = image::decode(&bytes)
             .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
         let def = DomainDef::parse(xml).map_err(|e| {
@@ -507,6 +538,7 @@ impl Driver for TestDriver {
                 path.display()
             ))
         })?;
+        let _changing = self.changing();
         self.host().launch(def, false)
     }
 
@@ -568,7 +600,64 @@ fn file_error(what: &str, path: &Path, e: &std::io::Error) -> Error {
     Error::new(kind, format!("{what} {}: {e}", path.display()))
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Reads a saved image: a regular file only (a FIFO or device would block or
+/// never end), opened without blocking, and no more than the largest image.
+fn read_image(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |e: std::io::Error| file_error("cannot read saved image", path, &e);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(fail)?;
+    if !file.metadata().map_err(fail)?.is_file() {
+        return Err(Error::invalid(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(image::MAX_IMAGE as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if bytes.len() > image::MAX_IMAGE {
+        return Err(Error::invalid(format!(
+            "{} is larger than any saved image ({} bytes at most)",
+            path.display(),
+            image::MAX_IMAGE
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Writes a saved image as libvirt would: through a symlink to its target,
+/// never over a device, FIFO or directory; a regular file is replaced
+/// atomically and keeps its owner and mode, a new file is made 0600.
+fn write_image(path: &Path, bytes: &[u8]) -> Result<()> {
+    let fail = |e: std::io::Error| file_error("cannot write saved image", path, &e);
+    let (target, old) = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            let target = std::fs::canonicalize(path).map_err(fail)?;
+            let meta = std::fs::metadata(&target).ok();
+            (target, meta)
+        }
+        Ok(m) => (path.to_path_buf(), Some(m)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (path.to_path_buf(), None),
+        Err(e) => return Err(fail(e)),
+    };
+    if let Some(m) = &old {
+        if !m.is_file() {
+            return Err(Error::invalid(format!(
+                "{} is not a regular file; a saved image is only written to one",
+                path.display()
+            )));
+        }
+    }
+    write_atomically(&target, bytes, old.as_ref())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8], old: Option<&std::fs::Metadata>) -> Result<()> {
     let fail = |e: std::io::Error| file_error("cannot write saved image", path, &e);
     let name = path
         .file_name()
@@ -586,6 +675,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(bytes)?;
+        if let Some(m) = old {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+            // Only root may give a file away; anyone else keeps their own.
+            if let Err(e) = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid())) {
+                log::info!("{}: keeping the new owner: {e}", path.display());
+            }
+        }
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
