@@ -140,11 +140,14 @@ fn run(args: Args) -> Result<(), String> {
     };
     let dispatch: Dispatcher =
         domfs::connection::open(&uri, &opts).map_err(|e| format!("{uri}: {e}"))?;
+    let mountpoint = std::fs::canonicalize(&args.mountpoint)
+        .map_err(|e| format!("mount point {}: {e}", args.mountpoint))?;
     let fs = DomFs::new(
         dispatch,
         Settings {
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
+            mountpoint,
         },
     );
     let (tx, rx) = mpsc::channel();

@@ -100,7 +100,7 @@ fn a_rejected_xml_leaves_the_old_one_intact() {
     let dir = TempDir::new("xml");
     let before = m.cat("test/xml");
     for (name, text, says) in [
-        ("broken.xml", "<domain type='test'><name>test</name>", "not closed"),
+        ("broken.xml", "<domain type='test'><name>test</name>", "root element closed"),
         (
             "memory.xml",
             "<domain type='test'>\n<name>test</name>\n<memory>lots</memory>\n<os><type>hvm</type></os></domain>",

@@ -68,6 +68,50 @@ impl Command {
     }
 }
 
+/// The longest command line (a `save` path may be PATH_MAX long).
+pub const MAX_COMMAND: usize = 4096 + 64;
+
+/// Command text written to one open file, gathered until a newline so a
+/// command may arrive in pieces (`dd bs=1`). Each write completes at most one
+/// command; a rejected write leaves what was gathered as it was.
+#[derive(Debug, Default)]
+pub struct CommandBuf {
+    pending: Vec<u8>,
+}
+
+impl CommandBuf {
+    /// Adds one write; returns the command line it completes, if any.
+    pub fn write(&mut self, data: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let mut all = self.pending.clone();
+        all.extend_from_slice(data);
+        let (complete, rest) = match all.iter().rposition(|&b| b == b'\n') {
+            Some(i) => (&all[..=i], &all[i + 1..]),
+            None => (&all[..0], &all[..]),
+        };
+        if rest.len() > MAX_COMMAND {
+            return Err(format!("a command is at most {MAX_COMMAND} bytes"));
+        }
+        let mut lines = complete
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace));
+        let line = lines.next().map(<[u8]>::to_vec);
+        if lines.next().is_some() {
+            return Err("write one command at a time".into());
+        }
+        if line.as_ref().is_some_and(|l| l.len() > MAX_COMMAND) {
+            return Err(format!("a command is at most {MAX_COMMAND} bytes"));
+        }
+        self.pending = rest.to_vec();
+        Ok(line)
+    }
+
+    /// What is left when the file is closed: a last command with no newline.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        let rest = std::mem::take(&mut self.pending);
+        (!rest.iter().all(u8::is_ascii_whitespace)).then_some(rest)
+    }
+}
+
 /// Text written to a file: UTF-8, one line, surrounding white space and one
 /// trailing newline ignored.
 pub fn one_line(data: &[u8]) -> Result<&str, String> {
@@ -228,6 +272,27 @@ mod tests {
         assert!(parse_size("18014398509481984G")
             .unwrap_err()
             .contains("too large"));
+    }
+
+    #[test]
+    fn commands_are_gathered_until_their_newline() {
+        let mut b = CommandBuf::default();
+        assert_eq!(b.write(b"susp"), Ok(None));
+        assert_eq!(b.write(b"end"), Ok(None));
+        assert_eq!(b.write(b"\n"), Ok(Some(b"suspend".to_vec())));
+        assert_eq!(b.write(b"\n  \n"), Ok(None), "white space is no command");
+        assert_eq!(b.write(b"resume\nsta"), Ok(Some(b"resume".to_vec())));
+        assert_eq!(b.finish(), Some(b"sta".to_vec()));
+        assert_eq!(b.finish(), None);
+        assert!(b
+            .write(b"start\nstop\n")
+            .unwrap_err()
+            .contains("one command"));
+        assert_eq!(b.write(b"x"), Ok(None), "the refused write left nothing");
+        assert_eq!(b.finish(), Some(b"x".to_vec()));
+        let long = vec![b'a'; MAX_COMMAND + 1];
+        assert!(b.write(&long).is_err());
+        assert_eq!(b.finish(), None);
     }
 
     #[test]

@@ -2,28 +2,33 @@
 //! It knows the dispatcher and the model, never which driver answered.
 //!
 //! Generated files are snapshots built at `open` and read with direct I/O, so
-//! `cat` always sees a whole, current value whatever size `stat` shows. Each
-//! `write()` to a command file is one command; documents (`xml`, `create`,
-//! `define`) are gathered and applied when the file is closed, so `cp` and
-//! `cat >` see a rejection from `close()`. A rejected write changes nothing
-//! and leaves its reason in the nearest `last_error`.
+//! `cat` always sees a whole, current value; `stat` shows the value's length
+//! (the open file's snapshot, or the value now). Command files take one
+//! command a line, applied when the line is complete (or at close). Documents
+//! (`xml`, `create`, `define`) are gathered and applied by the write that
+//! closes their root element, so even a shell redirect sees a rejection. A
+//! rejected write changes nothing and leaves its reason in the nearest
+//! `last_error`. This file holds the state and what files say; `ops` answers
+//! the kernel.
 
 pub mod command;
+pub mod document;
 pub mod names;
+mod ops;
+pub mod paths;
+pub mod scratch;
+pub mod text;
 pub mod tree;
 
 use crate::dispatch::Dispatcher;
 use crate::error::{Error, Result};
 use crate::model::{DomainDef, DomainId, DomainRef, Uuid};
-use command::Command;
-use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyWrite, Request, WriteFlags,
-};
+use command::{Command, CommandBuf};
+use document::Document;
+use fuser::{Errno, FileAttr, FileType, INodeNo};
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Mutex, MutexGuard};
@@ -36,8 +41,6 @@ use tree::{DomFile, InodeTable, Node, WriteKind, ROOT_INO};
 const TTL: Duration = Duration::from_secs(1);
 /// `by-id` names change on every start, so the kernel keeps none of them.
 const TTL_NONE: Duration = Duration::ZERO;
-/// Size shown for generated files: reads are not bound by it (direct I/O).
-const GENERATED_SIZE: u64 = 4096;
 
 /// A request to forget a name the kernel may still hold, carried out by a
 /// thread that serves no request (invalidating from inside a request can
@@ -50,6 +53,9 @@ pub struct Invalidation {
 pub struct Settings {
     pub uid: u32,
     pub gid: u32,
+    /// Where the filesystem is mounted (canonical): images are never saved
+    /// or restored inside it.
+    pub mountpoint: PathBuf,
 }
 
 pub struct DomFs {
@@ -57,6 +63,7 @@ pub struct DomFs {
     settings: Settings,
     inodes: Mutex<InodeTable>,
     handles: Mutex<HashMap<u64, Handle>>,
+    scratch: Mutex<scratch::Scratch>,
     next_fh: AtomicU64,
     /// The last failure's message per domain; `None` is the root's.
     errors: Mutex<HashMap<Option<Uuid>, String>>,
@@ -65,14 +72,35 @@ pub struct DomFs {
 }
 
 enum Handle {
+    /// A generated file: the snapshot reads serve, and what is being written.
     File {
         node: Node,
         content: Vec<u8>,
-        /// Bytes written to a document, applied on flush.
-        written: Vec<u8>,
-        dirty: bool,
+        input: Input,
+        /// The process that opened the file: when it closes an incomplete
+        /// document, the close fails (see `flush`).
+        opener: u32,
     },
+    /// A temporary file: reads and writes go to the scratch store.
+    Scratch(u64),
     Dir(Vec<(u64, FileType, String)>),
+}
+
+/// What writes to an open file are gathering.
+enum Input {
+    None,
+    Commands(CommandBuf),
+    Document(Document),
+}
+
+impl Input {
+    fn for_node(node: Node) -> Input {
+        match node.write_kind() {
+            Some(WriteKind::Command) => Input::Commands(CommandBuf::default()),
+            Some(WriteKind::Document) => Input::Document(Document::default()),
+            None => Input::None,
+        }
+    }
 }
 
 /// Locks that a panic elsewhere cannot make unusable: every critical section
@@ -97,6 +125,7 @@ impl DomFs {
             settings,
             inodes: Mutex::new(InodeTable::new()),
             handles: Mutex::new(HashMap::new()),
+            scratch: Mutex::new(scratch::Scratch::default()),
             next_fh: AtomicU64::new(1),
             errors: Mutex::new(HashMap::new()),
             invalidations: Mutex::new(None),
@@ -109,6 +138,15 @@ impl DomFs {
         *lock(&self.invalidations) = Some(tx);
     }
 
+    fn forget(&self, parent: u64, name: impl Into<OsString>) {
+        if let Some(tx) = lock(&self.invalidations).as_ref() {
+            let _ = tx.send(Invalidation {
+                parent,
+                name: name.into(),
+            });
+        }
+    }
+
     fn ino(&self, node: Node) -> u64 {
         lock(&self.inodes).ino(node)
     }
@@ -117,10 +155,12 @@ impl DomFs {
         lock(&self.inodes).node(ino.0)
     }
 
-    /// Records a failure: one log line and the scope's `last_error`.
+    /// Records a failure: one log line and the scope's `last_error`, both a
+    /// single readable line whatever the failure echoes.
     fn fail(&self, scope: Option<Uuid>, what: &str, e: &Error) -> Errno {
-        log::warn!("{what}: {e} (errno {})", e.errno());
-        lock(&self.errors).insert(scope, format!("{what}: {e}"));
+        let line = text::one_line(&format!("{what}: {e}"));
+        log::warn!("{line} (errno {})", e.errno());
+        lock(&self.errors).insert(scope, line);
         errno(e)
     }
 
@@ -128,12 +168,13 @@ impl DomFs {
         self.dispatch.lookup_by_uuid(uuid)
     }
 
-    fn attr(&self, ino: u64, node: Node, link_len: u64) -> FileAttr {
-        let size = match node {
-            Node::IdLink(_) | Node::UuidLink(_) => link_len,
-            n if n.kind() == FileType::Directory => 0,
-            n if n.mode() & 0o444 == 0 => 0,
-            _ => GENERATED_SIZE,
+    fn attr(&self, ino: u64, node: Node, size: u64) -> FileAttr {
+        let (perm, uid) = match node {
+            Node::Scratch(_, id) => (
+                lock(&self.scratch).get(id).map_or(0o600, |f| f.mode),
+                self.settings.uid,
+            ),
+            _ => (node.mode(), self.settings.uid),
         };
         FileAttr {
             ino: INodeNo(ino),
@@ -144,18 +185,23 @@ impl DomFs {
             ctime: self.mounted_at,
             crtime: self.mounted_at,
             kind: node.kind(),
-            perm: node.mode(),
+            perm,
             nlink: if node.kind() == FileType::Directory {
                 2
             } else {
                 1
             },
-            uid: self.settings.uid,
+            uid,
             gid: self.settings.gid,
             rdev: 0,
             blksize: 4096,
             flags: 0,
         }
+    }
+
+    /// The name a domain's directory has in the root.
+    fn dir_name(dom: &DomainRef) -> String {
+        names::file_name(dom.name.as_str(), dom.uuid)
     }
 
     /// Where a symlink points.
@@ -168,21 +214,37 @@ impl DomFs {
                 dom.name
             )));
         }
-        Ok(format!("../{}", names::escape(dom.name.as_str())))
+        Ok(format!("../{}", Self::dir_name(&dom)))
     }
 
-    /// Checks that `node` still exists and returns its attributes.
+    /// Checks that `node` still exists and returns its attributes. The size
+    /// is the value's length now (tools such as `tail` and `tar` trust it).
     fn stat(&self, ino: u64, node: Node) -> Result<FileAttr> {
-        let link_len = match node {
+        let size = match node {
             Node::IdLink(_) | Node::UuidLink(_) => self.link_target(node)?.len() as u64,
-            _ => {
-                if let Some(uuid) = node.domain() {
+            Node::Scratch(uuid, id) => {
+                self.domain(uuid)?;
+                let scratch = lock(&self.scratch);
+                let f = scratch
+                    .get(id)
+                    .ok_or_else(|| Error::no_domain("the temporary file is gone"))?;
+                f.data.len() as u64
+            }
+            n if n.kind() == FileType::Directory => {
+                if let Some(uuid) = n.domain() {
                     self.domain(uuid)?;
                 }
                 0
             }
+            n if n.mode() & 0o444 == 0 => {
+                if let Some(uuid) = n.domain() {
+                    self.domain(uuid)?;
+                }
+                0
+            }
+            n => self.content(n)?.len() as u64,
         };
-        Ok(self.attr(ino, node, link_len))
+        Ok(self.attr(ino, node, size))
     }
 
     fn entry(&self, node: Node) -> Result<(Duration, FileAttr)> {
@@ -202,17 +264,30 @@ impl DomFs {
                 if let Some((_, n)) = Node::ROOT_ENTRIES.iter().find(|(n, _)| *n == name) {
                     return Ok(*n);
                 }
-                let dom_name = names::unescape(name).ok_or_else(missing)?;
-                Ok(Node::Domain(self.dispatch.lookup_by_name(&dom_name)?.uuid))
+                let dom = match names::parse_file_name(name).ok_or_else(missing)? {
+                    names::Named::Name(n) => self.dispatch.lookup_by_name(&n)?,
+                    names::Named::Shortened(uuid) => self.domain(uuid)?,
+                };
+                // Each domain answers to exactly one file name.
+                if Self::dir_name(&dom) != name {
+                    return Err(missing());
+                }
+                Ok(Node::Domain(dom.uuid))
             }
             Node::NodeDir => Node::NODE_ENTRIES
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, n)| *n)
                 .ok_or_else(missing),
-            Node::Domain(uuid) => DomFile::from_name(name)
-                .map(|f| Node::File(uuid, f))
-                .ok_or_else(missing),
+            Node::Domain(uuid) => {
+                if let Some(f) = DomFile::from_name(name) {
+                    return Ok(Node::File(uuid, f));
+                }
+                lock(&self.scratch)
+                    .find(uuid, name)
+                    .map(|id| Node::Scratch(uuid, id))
+                    .ok_or_else(missing)
+            }
             Node::ById => {
                 let id: DomainId = name.parse().map_err(|_| missing())?;
                 Ok(Node::IdLink(self.dispatch.lookup_by_id(id)?.uuid))
@@ -241,7 +316,7 @@ impl DomFs {
                     push(node, name.to_string());
                 }
                 for d in self.dispatch.list_domains()? {
-                    push(Node::Domain(d.uuid), names::escape(d.name.as_str()));
+                    push(Node::Domain(d.uuid), Self::dir_name(&d));
                 }
             }
             Node::NodeDir => {
@@ -253,6 +328,9 @@ impl DomFs {
                 self.domain(uuid)?;
                 for f in DomFile::ALL {
                     push(Node::File(uuid, f), f.name().to_string());
+                }
+                for (id, name) in lock(&self.scratch).in_domain(uuid) {
+                    push(Node::Scratch(uuid, id), name);
                 }
             }
             Node::ById => {
@@ -297,10 +375,9 @@ impl DomFs {
     fn domain_file(&self, uuid: Uuid, file: DomFile) -> Result<String> {
         let dom = self.domain(uuid)?;
         let id = dom.id.map_or_else(|| "-1".to_string(), |i| i.to_string());
-        if let DomFile::Xml = file {
-            return Ok(self.dispatch.domain_xml(&dom)?.to_xml());
-        }
         match file {
+            DomFile::Xml => return Ok(self.dispatch.domain_xml(&dom)?.to_xml()),
+            DomFile::InactiveXml => return Ok(self.dispatch.domain_xml_inactive(&dom)?.to_xml()),
             DomFile::Id => return Ok(format!("{id}\n")),
             DomFile::Uuid => return Ok(format!("{}\n", dom.uuid)),
             DomFile::LastError => return Ok(self.last_error(Some(uuid))),
@@ -333,12 +410,19 @@ impl DomFs {
         })
     }
 
-    /// Applies one write to a command file.
-    fn apply_command(&self, node: Node, data: &[u8]) -> Result<()> {
-        let text = command::one_line(data).map_err(Error::invalid)?;
+    /// A save or restore path, resolved outside this mount (see `paths`).
+    fn image_path(&self, path: &Path) -> Result<PathBuf> {
+        paths::resolve_outside(path, &self.settings.mountpoint).map_err(Error::invalid)
+    }
+
+    /// Applies one complete command line written to a command file.
+    fn apply_command(&self, node: Node, line: &[u8]) -> Result<()> {
+        let text = command::one_line(line).map_err(Error::invalid)?;
         let (uuid, file) = match node {
             Node::Restore => {
-                self.dispatch.restore(&PathBuf::from(text))?;
+                let path = self.image_path(Path::new(text))?;
+                let dom = self.dispatch.restore(&path)?;
+                log::info!("{}: restored from {}", dom.name, path.display());
                 return Ok(());
             }
             Node::File(uuid, file) => (uuid, file),
@@ -361,7 +445,7 @@ impl DomFs {
             Command::Destroy => d.destroy(&dom),
             Command::Suspend => d.suspend(&dom),
             Command::Resume => d.resume(&dom),
-            Command::Save(path) => d.save(&dom, path),
+            Command::Save(path) => d.save(&dom, &self.image_path(path)?),
             Command::SetMemory(kib) => d.set_memory(&dom, *kib),
             Command::SetMaxMemory(kib) => d.set_max_memory(&dom, *kib),
             Command::SetVcpus(n) => d.set_vcpus(&dom, *n),
@@ -408,14 +492,8 @@ impl DomFs {
     /// After a change, a domain that no longer exists (a transient domain
     /// that stopped) must leave the kernel's name cache.
     fn forget_if_gone(&self, dom: &DomainRef) {
-        if self.domain(dom.uuid).is_ok() {
-            return;
-        }
-        if let Some(tx) = lock(&self.invalidations).as_ref() {
-            let _ = tx.send(Invalidation {
-                parent: ROOT_INO,
-                name: names::escape(dom.name.as_str()).into(),
-            });
+        if self.domain(dom.uuid).is_err() {
+            self.forget(ROOT_INO, Self::dir_name(dom));
         }
     }
 
@@ -423,7 +501,7 @@ impl DomFs {
     fn describe(&self, node: Node) -> (Option<Uuid>, String) {
         let name_of = |uuid: Uuid| {
             self.domain(uuid)
-                .map(|d| names::escape(d.name.as_str()))
+                .map(|d| Self::dir_name(&d))
                 .unwrap_or_else(|_| uuid.to_string())
         };
         match node {
@@ -439,337 +517,5 @@ impl DomFs {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.handles).insert(fh, h);
         fh
-    }
-}
-
-impl Filesystem for DomFs {
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let Some(parent) = self.node(parent) else {
-            return reply.error(Errno::ENOENT);
-        };
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::ENOENT);
-        };
-        match self.child(parent, name).and_then(|n| self.entry(n)) {
-            Ok((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
-            Err(e) if gone(&e) => reply.error(Errno::ENOENT),
-            Err(e) => reply.error(self.fail(None, &format!("lookup {name}"), &e)),
-        }
-    }
-
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let Some(node) = self.node(ino) else {
-            return reply.error(Errno::ENOENT);
-        };
-        match self.stat(ino.0, node) {
-            Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) if gone(&e) => reply.error(Errno::ENOENT),
-            Err(e) => reply.error(errno(&e)),
-        }
-    }
-
-    /// Accepts the truncate a shell's `>` sends before writing; nothing else
-    /// about a file can be changed.
-    fn setattr(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        _atime: Option<fuser::TimeOrNow>,
-        _mtime: Option<fuser::TimeOrNow>,
-        _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<fuser::BsdFileFlags>,
-        reply: ReplyAttr,
-    ) {
-        let Some(node) = self.node(ino) else {
-            return reply.error(Errno::ENOENT);
-        };
-        if mode.is_some() || uid.is_some() || gid.is_some() {
-            return reply.error(Errno::EPERM);
-        }
-        match size {
-            Some(0) if node.write_kind().is_some() => {}
-            Some(0) => return reply.error(Errno::EACCES),
-            Some(_) => return reply.error(Errno::EINVAL),
-            None => {}
-        }
-        match self.stat(ino.0, node) {
-            Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) => reply.error(errno(&e)),
-        }
-    }
-
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let Some(node) = self.node(ino) else {
-            return reply.error(Errno::ENOENT);
-        };
-        match self.link_target(node) {
-            Ok(t) => reply.data(t.as_bytes()),
-            Err(_) => reply.error(Errno::ENOENT),
-        }
-    }
-
-    /// `rmdir NAME` undefines a shut-off domain.
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Some(name) = name.to_str() else {
-            return reply.error(Errno::ENOENT);
-        };
-        match self.node(parent).map(|p| (p, self.child(p, name))) {
-            Some((Node::Root, Ok(Node::Domain(uuid)))) => {
-                match self.domain(uuid).and_then(|d| self.dispatch.undefine(&d)) {
-                    Ok(()) => {
-                        log::info!("{name}: undefined");
-                        lock(&self.errors).remove(&Some(uuid));
-                        reply.ok()
-                    }
-                    Err(e) => reply.error(self.fail(Some(uuid), &format!("rmdir {name}"), &e)),
-                }
-            }
-            Some((_, Ok(_))) => reply.error(Errno::EPERM),
-            _ => reply.error(Errno::ENOENT),
-        }
-    }
-
-    fn mkdir(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EPERM);
-    }
-
-    fn create(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _flags: i32,
-        reply: ReplyCreate,
-    ) {
-        reply.error(Errno::EPERM);
-    }
-
-    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EPERM);
-    }
-
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let Some(node) = self.node(ino) else {
-            return reply.error(Errno::ENOENT);
-        };
-        if node.kind() == FileType::Directory {
-            return reply.error(Errno::EISDIR);
-        }
-        let acc = flags.acc_mode();
-        let writing = acc != OpenAccMode::O_RDONLY;
-        let reading = acc != OpenAccMode::O_WRONLY;
-        if writing {
-            if node.write_kind().is_none() {
-                return reply.error(Errno::EACCES);
-            }
-            if self.dispatch.is_read_only() {
-                return reply.error(Errno::EROFS);
-            }
-        }
-        let content = if reading {
-            match self.content(node) {
-                Ok(c) => c.into_bytes(),
-                Err(e) => {
-                    let (scope, what) = self.describe(node);
-                    return reply.error(self.fail(scope, &format!("read {what}"), &e));
-                }
-            }
-        } else {
-            Vec::new()
-        };
-        let fh = self.new_handle(Handle::File {
-            node,
-            content,
-            written: Vec::new(),
-            dirty: false,
-        });
-        reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
-    }
-
-    fn read(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: OpenFlags,
-        _lock: Option<LockOwner>,
-        reply: ReplyData,
-    ) {
-        let handles = lock(&self.handles);
-        match handles.get(&fh.0) {
-            Some(Handle::File { content, .. }) => {
-                let start = usize::try_from(offset)
-                    .unwrap_or(usize::MAX)
-                    .min(content.len());
-                let end = start.saturating_add(size as usize).min(content.len());
-                reply.data(&content[start..end]);
-            }
-            _ => reply.error(Errno::EBADF),
-        }
-    }
-
-    fn write(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
-        _lock: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        let node = {
-            let mut handles = lock(&self.handles);
-            let Some(Handle::File {
-                node,
-                written,
-                dirty,
-                ..
-            }) = handles.get_mut(&fh.0)
-            else {
-                return reply.error(Errno::EBADF);
-            };
-            if node.write_kind() == Some(WriteKind::Document) {
-                let Ok(start) = usize::try_from(offset) else {
-                    return reply.error(Errno::EFBIG);
-                };
-                let end = start.saturating_add(data.len());
-                if written.len() < end {
-                    written.resize(end, 0);
-                }
-                written[start..end].copy_from_slice(data);
-                *dirty = true;
-                return reply.written(data.len() as u32);
-            }
-            *node
-        };
-        match self.apply_command(node, data) {
-            Ok(()) => reply.written(data.len() as u32),
-            Err(e) => {
-                let (scope, what) = self.describe(node);
-                let text = String::from_utf8_lossy(data);
-                reply.error(self.fail(scope, &format!("{what} <- '{}'", text.trim()), &e))
-            }
-        }
-    }
-
-    /// Applies a written document. Only the first flush after a write does
-    /// work, so a file closed through several descriptors applies it once.
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        let pending = {
-            let mut handles = lock(&self.handles);
-            match handles.get_mut(&fh.0) {
-                Some(Handle::File {
-                    node,
-                    written,
-                    dirty,
-                    ..
-                }) if *dirty => {
-                    *dirty = false;
-                    Some((*node, std::mem::take(written)))
-                }
-                _ => None,
-            }
-        };
-        let Some((node, data)) = pending else {
-            return reply.ok();
-        };
-        match self.apply_document(node, &data) {
-            Ok(()) => reply.ok(),
-            Err(e) => {
-                let (scope, what) = self.describe(node);
-                reply.error(self.fail(scope, &format!("write {what}"), &e))
-            }
-        }
-    }
-
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        lock(&self.handles).remove(&fh.0);
-        reply.ok();
-    }
-
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let Some(node) = self.node(ino) else {
-            return reply.error(Errno::ENOENT);
-        };
-        match self.list(node) {
-            Ok(entries) => {
-                let fh = self.new_handle(Handle::Dir(entries));
-                reply.opened(FileHandle(fh), FopenFlags::empty());
-            }
-            Err(e) if gone(&e) => reply.error(Errno::ENOENT),
-            Err(e) => reply.error(self.fail(None, "list", &e)),
-        }
-    }
-
-    fn readdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
-        let handles = lock(&self.handles);
-        let Some(Handle::Dir(entries)) = handles.get(&fh.0) else {
-            return reply.error(Errno::EBADF);
-        };
-        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
-        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(skip) {
-            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
-                break;
-            }
-        }
-        reply.ok();
-    }
-
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        lock(&self.handles).remove(&fh.0);
-        reply.ok();
     }
 }

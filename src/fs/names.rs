@@ -3,6 +3,19 @@
 //! entries (`node`, `create`, ...). Such names are shown %-escaped, so a name
 //! is never read as a path and never hides a root entry. The escape is
 //! one-to-one: `%` itself is escaped.
+//!
+//! A file name holds at most 255 bytes, and a longer one in a directory
+//! listing breaks the listing for everyone. A name whose escape is longer is
+//! shown shortened: its first bytes, `%%`, and the domain's UUID. `%%` never
+//! occurs in an escape, so the two forms cannot be confused, and the UUID
+//! still leads to the domain.
+
+use crate::model::Uuid;
+
+/// The longest file name Linux accepts.
+pub const NAME_MAX: usize = 255;
+/// Separates a shortened name's prefix from its UUID.
+const SHORTENED: &str = "%%";
 
 /// The root's own entries, which no domain may shadow.
 pub const RESERVED: [&str; 7] = [
@@ -31,6 +44,42 @@ pub fn escape(name: &str) -> String {
         }
     }
     out
+}
+
+/// The file name a domain is shown under (see the module doc).
+pub fn file_name(name: &str, uuid: Uuid) -> String {
+    let full = escape(name);
+    if full.len() <= NAME_MAX {
+        return full;
+    }
+    let tail = format!("{SHORTENED}{uuid}");
+    let mut cut = NAME_MAX - tail.len();
+    // Cut on a character boundary and never inside a `%XX` escape.
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    if let Some(p) = full[..cut].rfind('%') {
+        if cut - p < 3 {
+            cut = p;
+        }
+    }
+    format!("{}{tail}", &full[..cut])
+}
+
+/// What a file name in the root names: a domain by name, or by UUID when the
+/// name was shortened. The caller checks that `file_name` of what it finds
+/// gives the same file name back, so every domain has exactly one.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Named {
+    Name(String),
+    Shortened(Uuid),
+}
+
+pub fn parse_file_name(file: &str) -> Option<Named> {
+    if let Some((_, uuid)) = file.rsplit_once(SHORTENED) {
+        return Uuid::parse(uuid).ok().map(Named::Shortened);
+    }
+    unescape(file).map(Named::Name)
 }
 
 /// The domain name a file name shows, if it is the canonical escape of one.
@@ -82,6 +131,33 @@ mod tests {
                 assert_eq!(unescape(file).as_deref(), Some(name));
             }
         }
+    }
+
+    #[test]
+    fn long_names_are_shortened_and_still_lead_to_their_domain() {
+        let uuid = Uuid([0xab; 16]);
+        assert_eq!(file_name("web1", uuid), "web1");
+        for name in [
+            "x".repeat(5000),
+            "é".repeat(300),
+            "/".repeat(200),
+            format!("a{}", "%".repeat(100)),
+        ] {
+            let f = file_name(&name, uuid);
+            assert!(f.len() <= NAME_MAX, "{} bytes", f.len());
+            assert!(f.ends_with(&format!("%%{uuid}")), "{f}");
+            assert_eq!(parse_file_name(&f), Some(Named::Shortened(uuid)));
+            // No escape is cut in two.
+            let prefix = &f[..f.len() - 38];
+            assert!(
+                prefix.rfind('%').is_none_or(|p| prefix.len() - p >= 3),
+                "{prefix}"
+            );
+        }
+        let exactly = "y".repeat(NAME_MAX);
+        assert_eq!(file_name(&exactly, uuid), exactly);
+        assert_eq!(parse_file_name("web1"), Some(Named::Name("web1".into())));
+        assert_eq!(parse_file_name("a%%not-a-uuid"), None);
     }
 
     #[test]

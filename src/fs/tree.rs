@@ -10,6 +10,8 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DomFile {
     Xml,
+    /// The persistent definition (virsh's `dumpxml --inactive`).
+    InactiveXml,
     State,
     Control,
     Id,
@@ -24,8 +26,9 @@ pub enum DomFile {
 }
 
 impl DomFile {
-    pub const ALL: [DomFile; 12] = [
+    pub const ALL: [DomFile; 13] = [
         DomFile::Xml,
+        DomFile::InactiveXml,
         DomFile::State,
         DomFile::Control,
         DomFile::Id,
@@ -42,6 +45,7 @@ impl DomFile {
     pub fn name(self) -> &'static str {
         match self {
             DomFile::Xml => "xml",
+            DomFile::InactiveXml => "inactive_xml",
             DomFile::State => "state",
             DomFile::Control => "control",
             DomFile::Id => "id",
@@ -80,14 +84,17 @@ pub enum Node {
     IdLink(Uuid),
     /// `by-uuid/<uuid>`.
     UuidLink(Uuid),
+    /// An editor's temporary file in a domain directory (see `scratch`).
+    Scratch(Uuid, u64),
 }
 
 /// How writes to a file are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteKind {
-    /// Each `write()` is one whole command, applied at once.
+    /// Commands, one a line, each applied when its line is complete.
     Command,
-    /// Writes are gathered and the document is applied on `close()` (flush).
+    /// Writes are gathered and the document is applied by the write that
+    /// completes it.
     Document,
 }
 
@@ -123,10 +130,17 @@ impl Node {
         match self {
             _ if self.kind() == FileType::Directory => 0o555,
             Node::IdLink(_) | Node::UuidLink(_) => 0o777,
-            Node::Create | Node::Define | Node::Restore | Node::File(_, DomFile::Control) => 0o200,
-            Node::File(_, DomFile::Xml | DomFile::Vcpus | DomFile::Memory | DomFile::MaxMemory) => {
-                0o644
-            }
+            Node::Create | Node::Define | Node::Restore => 0o200,
+            // Reading `control` lists the valid commands: harmless for anyone.
+            Node::File(
+                _,
+                DomFile::Xml
+                | DomFile::Control
+                | DomFile::Vcpus
+                | DomFile::Memory
+                | DomFile::MaxMemory,
+            ) => 0o644,
+            Node::Scratch(..) => 0o600,
             _ => 0o444,
         }
     }
@@ -147,7 +161,11 @@ impl Node {
     /// The domain this node belongs to, if any.
     pub fn domain(self) -> Option<Uuid> {
         match self {
-            Node::Domain(u) | Node::File(u, _) | Node::IdLink(u) | Node::UuidLink(u) => Some(u),
+            Node::Domain(u)
+            | Node::File(u, _)
+            | Node::IdLink(u)
+            | Node::UuidLink(u)
+            | Node::Scratch(u, _) => Some(u),
             _ => None,
         }
     }
@@ -192,6 +210,13 @@ impl InodeTable {
     pub fn node(&self, ino: u64) -> Option<Node> {
         self.by_ino.get(&ino).copied()
     }
+
+    /// Makes `ino` stand for `node` too. A temporary file renamed over `xml`
+    /// keeps its inode in the kernel's cache under the name `xml`, so that
+    /// inode must go on meaning `xml`.
+    pub fn alias(&mut self, ino: u64, node: Node) {
+        self.by_ino.insert(ino, node);
+    }
 }
 
 impl Default for InodeTable {
@@ -224,7 +249,8 @@ mod tests {
         assert_eq!(Node::File(u, DomFile::State).mode(), 0o444);
         assert_eq!(Node::File(u, DomFile::Xml).mode(), 0o644);
         assert_eq!(Node::File(u, DomFile::Memory).mode(), 0o644);
-        assert_eq!(Node::File(u, DomFile::Control).mode(), 0o200);
+        assert_eq!(Node::File(u, DomFile::Control).mode(), 0o644);
+        assert_eq!(Node::File(u, DomFile::InactiveXml).mode(), 0o444);
         assert_eq!(Node::Create.mode(), 0o200);
         assert_eq!(Node::Domain(u).mode(), 0o555);
         assert_eq!(Node::File(u, DomFile::Info).write_kind(), None);
@@ -232,9 +258,10 @@ mod tests {
         assert_eq!(Node::Restore.write_kind(), Some(WriteKind::Command));
         for f in DomFile::ALL {
             assert_eq!(DomFile::from_name(f.name()), Some(f));
-            // Writable exactly when some write bit is set.
+            // Writable exactly when some write bit is set; readable by all.
             let n = Node::File(u, f);
             assert_eq!(n.write_kind().is_some(), n.mode() & 0o222 != 0, "{f:?}");
+            assert_eq!(n.mode() & 0o444, 0o444, "{f:?}");
         }
     }
 }

@@ -184,6 +184,17 @@ impl Mount {
         }
     }
 
+    /// The daemon still serves: `cat test/state` answers within a second.
+    pub fn assert_alive(&self) {
+        let out = self.sh("timeout 1 cat test/state");
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "the mount stopped answering: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+    }
+
     /// Unmounts with SIGTERM and returns domfs's exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("still running");

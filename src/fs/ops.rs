@@ -1,0 +1,597 @@
+//! The kernel's requests: each FUSE operation answered from `DomFs`. Every
+//! namespace change a user cannot make (mkdir, link, symlink, mknod, renames
+//! other than an editor's save) answers EPERM.
+
+use super::document::{DocError, Progress};
+use super::tree::{DomFile, Node};
+use super::{errno, gone, lock, text, DomFs, Handle, Input, TTL};
+use crate::error::Error;
+use fuser::{
+    Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
+    OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, WriteFlags,
+};
+use std::ffi::OsStr;
+use std::time::SystemTime;
+
+/// What one write to a generated file turned out to need.
+enum Pending {
+    Nothing,
+    Command(Vec<u8>),
+    Document(Vec<u8>),
+}
+
+impl DomFs {
+    /// The scope and description of a failed write, and its errno.
+    fn fail_write(&self, node: Node, data: &[u8], e: &Error) -> Errno {
+        let (scope, what) = self.describe(node);
+        self.fail(scope, &format!("{what} <- {}", text::quote(data)), e)
+    }
+
+    /// Applies what a write or a close completed.
+    fn run_pending(&self, node: Node, pending: Pending) -> Result<(), Errno> {
+        match pending {
+            Pending::Nothing => Ok(()),
+            Pending::Command(line) => self
+                .apply_command(node, &line)
+                .map_err(|e| self.fail_write(node, &line, &e)),
+            Pending::Document(doc) => self.apply_document(node, &doc).map_err(|e| {
+                let (scope, what) = self.describe(node);
+                self.fail(scope, &format!("write {what}"), &e)
+            }),
+        }
+    }
+
+    /// Reports a document that ended before its root element closed.
+    fn incomplete(&self, node: Node, len: usize) -> Errno {
+        let (scope, what) = self.describe(node);
+        let e = Error::invalid(format!(
+            "the document ended before its root element closed ({len} bytes); nothing was applied"
+        ));
+        self.fail(scope, &format!("write {what}"), &e)
+    }
+
+    /// Whether an owner or mode change asks for anything but what is.
+    fn owner_change(
+        &self,
+        node: Node,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> bool {
+        let mode_differs = match node {
+            Node::Scratch(..) => false,
+            _ => mode.is_some_and(|m| m & 0o7777 != u32::from(node.mode())),
+        };
+        mode_differs
+            || uid.is_some_and(|u| u != self.settings.uid)
+            || gid.is_some_and(|g| g != self.settings.gid)
+    }
+
+    /// An editor's save: a temporary file renamed over `xml` redefines the
+    /// domain from its content, and the temporary file is gone.
+    fn save_over_xml(
+        &self,
+        parent: u64,
+        uuid: crate::model::Uuid,
+        id: u64,
+        from: &str,
+    ) -> Result<(), Errno> {
+        let data = match lock(&self.scratch).get(id) {
+            Some(f) => f.data.clone(),
+            None => return Err(Errno::ENOENT),
+        };
+        let xml = Node::File(uuid, DomFile::Xml);
+        self.run_pending(xml, Pending::Document(data))?;
+        lock(&self.scratch).remove(id);
+        let ino = self.ino(Node::Scratch(uuid, id));
+        lock(&self.inodes).alias(ino, xml);
+        self.forget(parent, "xml");
+        self.forget(parent, from);
+        log::info!("{uuid}: xml replaced by an editor's temporary file '{from}'");
+        Ok(())
+    }
+}
+
+impl Filesystem for DomFs {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(parent) = self.node(parent) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let Some(name) = name.to_str() else {
+            return reply.error(Errno::ENOENT);
+        };
+        match self.child(parent, name).and_then(|n| self.entry(n)) {
+            Ok((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
+            Err(e) if gone(&e) => reply.error(Errno::ENOENT),
+            Err(e) => reply.error(self.fail(None, &format!("lookup {name}"), &e)),
+        }
+    }
+
+    /// With an open file, the size is that of its snapshot, so a reader that
+    /// trusts `fstat` (tar) reads exactly what the snapshot holds.
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let Some(node) = self.node(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        if let Some(fh) = fh {
+            if let Some(Handle::File { content, .. }) = lock(&self.handles).get(&fh.0) {
+                let len = content.len() as u64;
+                return reply.attr(&TTL, &self.attr(ino.0, node, len));
+            }
+        }
+        match self.stat(ino.0, node) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) if gone(&e) => reply.error(Errno::ENOENT),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// Accepts the truncate a shell's `>` sends and owner or mode changes
+    /// that change nothing (editors copy them to their temporary file);
+    /// temporary files take any size and mode.
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<fuser::TimeOrNow>,
+        _mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let Some(node) = self.node(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        if self.owner_change(node, mode, uid, gid) {
+            return reply.error(Errno::EPERM);
+        }
+        if let Node::Scratch(_, id) = node {
+            let mut scratch = lock(&self.scratch);
+            if let (Some(m), Some(f)) = (mode, scratch.get_mut(id)) {
+                f.mode = (m & 0o777) as u16;
+            }
+            if let Some(len) = size {
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                if let Err(e) = scratch.resize(id, len) {
+                    return reply.error(Errno::from_i32(e));
+                }
+            }
+        } else {
+            match size {
+                Some(0) if node.write_kind().is_some() => {}
+                Some(0) => return reply.error(Errno::EACCES),
+                Some(_) => return reply.error(Errno::EINVAL),
+                None => {}
+            }
+        }
+        match self.stat(ino.0, node) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let Some(node) = self.node(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        match self.link_target(node) {
+            Ok(t) => reply.data(t.as_bytes()),
+            Err(_) => reply.error(Errno::ENOENT),
+        }
+    }
+
+    /// `rmdir NAME` undefines a shut-off domain.
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some(name) = name.to_str() else {
+            return reply.error(Errno::ENOENT);
+        };
+        match self.node(parent).map(|p| (p, self.child(p, name))) {
+            Some((Node::Root, Ok(Node::Domain(uuid)))) => {
+                match self.domain(uuid).and_then(|d| self.dispatch.undefine(&d)) {
+                    Ok(()) => {
+                        log::info!("{name}: undefined");
+                        lock(&self.errors).remove(&Some(uuid));
+                        reply.ok()
+                    }
+                    Err(e) => reply.error(self.fail(Some(uuid), &format!("rmdir {name}"), &e)),
+                }
+            }
+            Some((_, Ok(_))) => reply.error(Errno::EPERM),
+            _ => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    /// Only an exclusive create in a domain directory makes a file: an
+    /// editor's temporary file (see `scratch`). Everything else is refused.
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (Some(Node::Domain(uuid)), Some(name)) = (self.node(parent), name.to_str()) else {
+            return reply.error(Errno::EPERM);
+        };
+        if flags & libc::O_EXCL == 0 {
+            return reply.error(Errno::EPERM);
+        }
+        if DomFile::from_name(name).is_some() {
+            return reply.error(Errno::EEXIST);
+        }
+        if self.domain(uuid).is_err() {
+            return reply.error(Errno::ENOENT);
+        }
+        let perm = (mode & !umask & 0o777) as u16;
+        let id = match lock(&self.scratch).create(uuid, name, perm) {
+            Ok(id) => id,
+            Err(e) => return reply.error(Errno::from_i32(e)),
+        };
+        let node = Node::Scratch(uuid, id);
+        let ino = self.ino(node);
+        let fh = self.new_handle(Handle::Scratch(id));
+        reply.created(
+            &TTL,
+            &self.attr(ino, node, 0),
+            Generation(0),
+            FileHandle(fh),
+            FopenFlags::FOPEN_DIRECT_IO,
+        );
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some(name) = name.to_str() else {
+            return reply.error(Errno::ENOENT);
+        };
+        match self.node(parent).map(|p| self.child(p, name)) {
+            Some(Ok(Node::Scratch(_, id))) => {
+                lock(&self.scratch).remove(id);
+                reply.ok()
+            }
+            Some(Ok(_)) => reply.error(Errno::EPERM),
+            _ => reply.error(Errno::ENOENT),
+        }
+    }
+
+    /// An editor's temporary file may be renamed over `xml` (which applies
+    /// it) or to another temporary name; nothing else moves.
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (Some(name), Some(newname)) = (name.to_str(), newname.to_str()) else {
+            return reply.error(Errno::EPERM);
+        };
+        let from = self.node(parent).map(|p| self.child(p, name));
+        let Some(Ok(Node::Scratch(uuid, id))) = from else {
+            return reply.error(match from {
+                Some(Ok(_)) => Errno::EPERM,
+                _ => Errno::ENOENT,
+            });
+        };
+        if parent != newparent || !flags.is_empty() {
+            return reply.error(Errno::EPERM);
+        }
+        let result = if newname == DomFile::Xml.name() {
+            self.save_over_xml(parent.0, uuid, id, name)
+        } else if DomFile::from_name(newname).is_some() {
+            Err(Errno::EPERM)
+        } else {
+            lock(&self.scratch)
+                .rename(id, newname)
+                .map_err(Errno::from_i32)
+        };
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let Some(node) = self.node(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        if node.kind() == FileType::Directory {
+            return reply.error(Errno::EISDIR);
+        }
+        let acc = flags.acc_mode();
+        let writing = acc != OpenAccMode::O_RDONLY;
+        let reading = acc != OpenAccMode::O_WRONLY;
+        if writing && self.dispatch.is_read_only() {
+            return reply.error(Errno::EROFS);
+        }
+        if let Node::Scratch(_, id) = node {
+            if lock(&self.scratch).get(id).is_none() {
+                return reply.error(Errno::ENOENT);
+            }
+            let fh = self.new_handle(Handle::Scratch(id));
+            return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+        }
+        if writing && node.write_kind().is_none() {
+            return reply.error(Errno::EACCES);
+        }
+        let content = if reading {
+            match self.content(node) {
+                Ok(c) => c.into_bytes(),
+                Err(e) => {
+                    let (scope, what) = self.describe(node);
+                    return reply.error(self.fail(scope, &format!("read {what}"), &e));
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let input = if writing {
+            Input::for_node(node)
+        } else {
+            Input::None
+        };
+        let fh = self.new_handle(Handle::File {
+            node,
+            content,
+            input,
+            opener: req.pid(),
+        });
+        reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let slice = |bytes: &[u8]| {
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            let end = start.saturating_add(size as usize).min(bytes.len());
+            bytes[start..end].to_vec()
+        };
+        let data = match lock(&self.handles).get(&fh.0) {
+            Some(Handle::File { content, .. }) => slice(content),
+            Some(Handle::Scratch(id)) => match lock(&self.scratch).get(*id) {
+                Some(f) => slice(&f.data),
+                None => return reply.error(Errno::ENOENT),
+            },
+            _ => return reply.error(Errno::EBADF),
+        };
+        reply.data(&data);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let (node, gathered) = {
+            let mut handles = lock(&self.handles);
+            match handles.get_mut(&fh.0) {
+                Some(Handle::Scratch(id)) => {
+                    return match lock(&self.scratch).write(*id, offset, data) {
+                        Ok(n) => reply.written(n as u32),
+                        Err(e) => reply.error(Errno::from_i32(e)),
+                    };
+                }
+                Some(Handle::File { node, input, .. }) => {
+                    let gathered = match input {
+                        Input::Commands(buf) => buf
+                            .write(data)
+                            .map(|line| line.map_or(Pending::Nothing, Pending::Command))
+                            .map_err(|m| (Error::invalid(m), false)),
+                        Input::Document(doc) => match doc.write(offset, data) {
+                            Ok(Progress::Complete) => Ok(Pending::Document(doc.bytes().to_vec())),
+                            Ok(_) => Ok(Pending::Nothing),
+                            Err(e) => Err((Error::invalid(e.to_string()), e == DocError::TooBig)),
+                        },
+                        Input::None => Err((Error::invalid("not open for writing"), false)),
+                    };
+                    (*node, gathered)
+                }
+                _ => return reply.error(Errno::EBADF),
+            }
+        };
+        let result = match gathered {
+            Ok(pending) => self.run_pending(node, pending),
+            Err((e, too_big)) => {
+                let errno = self.fail_write(node, data, &e);
+                Err(if too_big { Errno::EFBIG } else { errno })
+            }
+        };
+        match result {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    /// At each close: a last command written without its newline is applied
+    /// now, and its failure is the close's. A document still incomplete when
+    /// the process that opened the file closes it fails that close (`cp` of
+    /// a truncated file); closes by other processes sharing the file (each
+    /// part of `{ cat a; cat b; } > define`) pass, since more may follow.
+    /// Either way the document stays, so later writes may complete it.
+    fn flush(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let pending = match lock(&self.handles).get_mut(&fh.0) {
+            Some(Handle::File {
+                node,
+                input: Input::Commands(buf),
+                ..
+            }) => buf.finish().map(|line| (*node, Ok(line))),
+            Some(Handle::File {
+                node,
+                input: Input::Document(doc),
+                opener,
+                ..
+            }) if *opener == req.pid() && doc.progress() == Progress::Incomplete => {
+                Some((*node, Err(doc.bytes().len())))
+            }
+            _ => None,
+        };
+        let result = match pending {
+            Some((node, Ok(line))) => self.run_pending(node, Pending::Command(line)),
+            Some((node, Err(len))) => Err(self.incomplete(node, len)),
+            None => Ok(()),
+        };
+        match result {
+            Err(e) => reply.error(e),
+            Ok(()) => reply.ok(),
+        }
+    }
+
+    /// A document that never completed is reported when its last holder
+    /// closes it: it may have been written by several processes in turn, so
+    /// no earlier close can know it is over.
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if let Some(Handle::File {
+            node,
+            input: Input::Document(doc),
+            ..
+        }) = lock(&self.handles).remove(&fh.0)
+        {
+            if doc.progress() == Progress::Incomplete {
+                self.incomplete(node, doc.bytes().len());
+            }
+        }
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let Some(node) = self.node(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        match self.list(node) {
+            Ok(entries) => {
+                let fh = self.new_handle(Handle::Dir(entries));
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) if gone(&e) => reply.error(Errno::ENOENT),
+            Err(e) => reply.error(self.fail(None, "list", &e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let handles = lock(&self.handles);
+        let Some(Handle::Dir(entries)) = handles.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(skip) {
+            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        lock(&self.handles).remove(&fh.0);
+        reply.ok();
+    }
+}
