@@ -2,4 +2,5 @@
 //! xenstored's tree, read and written over the daemon's socket or the xenbus
 //! device.
 
+pub mod client;
 pub mod wire;

@@ -899,7 +899,7 @@ pub fn parse_directory_part(payload: &[u8]) -> Result<(u64, Vec<String>, bool), 
         .parse()
         .map_err(|_| malformed(format!("bad generation {gen:?}")))?;
     let (children, done) = match rest.split_last() {
-        Some((last, before)) if last.is_empty() => (before, true),
+        Some((&"", before)) => (before, true),
         _ => (rest, false),
     };
     Ok((gen, children.iter().map(|s| s.to_string()).collect(), done))
