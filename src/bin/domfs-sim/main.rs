@@ -133,6 +133,9 @@ fn main() {
             std::process::exit(1);
         }
     }
+    for g in host.guests() {
+        log::info!("domain {}: {} ({})", g.domid, g.spec.name, g.spec.uuid);
+    }
     log::info!(
         "xenstored ({:?}) on {}/xenstored/socket",
         host.store

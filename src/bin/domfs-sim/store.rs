@@ -35,6 +35,8 @@ pub struct Node {
 }
 
 type Tree = HashMap<String, Node>;
+/// What a transaction looked at: path → generation seen (None: absent).
+type Seen = HashMap<String, Option<u64>>;
 
 /// Who is asking: a connection and the domain it speaks for (0 = dom0,
 /// privileged).
@@ -70,7 +72,7 @@ struct Watch {
 struct Tx {
     caller: Caller,
     view: Tree,
-    seen: HashMap<String, Option<u64>>,
+    seen: Seen,
     ops: Vec<Op>,
 }
 
@@ -218,11 +220,7 @@ impl Store {
         }
     }
 
-    fn tree_for(
-        &mut self,
-        caller: Caller,
-        tx: u32,
-    ) -> XsResult<(&mut Tree, Option<&mut HashMap<String, Option<u64>>>)> {
+    fn tree_for(&mut self, caller: Caller, tx: u32) -> XsResult<(&mut Tree, Option<&mut Seen>)> {
         if tx == 0 {
             Ok((&mut self.tree, None))
         } else {
@@ -234,7 +232,7 @@ impl Store {
         }
     }
 
-    fn note(tree: &Tree, seen: &mut Option<&mut HashMap<String, Option<u64>>>, path: &str) {
+    fn note(tree: &Tree, seen: &mut Option<&mut Seen>, path: &str) {
         if let Some(s) = seen {
             let mut p = Some(path);
             while let Some(q) = p {
