@@ -58,6 +58,7 @@ pub const ROUTES: &[Route] = &[
     route(Operation::DomainInfo, &[HV, XEND, XS], NS_OR_GONE),
     route(Operation::DomainOsType, &[HV, XEND, XS], NS_OR_GONE),
     route(Operation::DomainXml, &[XEND, XS], NS_OR_GONE),
+    route(Operation::DomainXmlInactive, &[XEND, XS], NS_OR_GONE),
     route(Operation::NodeInfo, &[HV, XEND], NS),
     route(Operation::Hypervisor, &[HV, XEND], NS),
     route(Operation::CreateXml, &[XEND], NS),
@@ -656,7 +657,7 @@ mod tests {
                 assert!([HV, XEND, XS].contains(n), "{}: unknown driver {n}", r.op);
             }
         }
-        assert_eq!(seen.len(), 24, "one route per Operation");
+        assert_eq!(seen.len(), 25, "one route per Operation");
     }
 
     #[test]
