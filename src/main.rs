@@ -50,7 +50,8 @@ fn connect(uri: &Uri, args: &cli::Args, ready: &Ready) -> Result<Dispatcher, Str
     let opts = &args.opts.connect;
     match domfs::connection::open(uri, opts) {
         Ok(d) => Ok(d),
-        Err(e) if args.opts.retry => {
+        // Waiting cannot give a URI this build has no drivers for.
+        Err(e) if args.opts.retry && !e.is_not_supported() => {
             log::warn!(
                 "{uri}: {e}; mounting anyway (-o retry): files fail with ENOTCONN until \
                  it connects"
