@@ -59,7 +59,8 @@ impl Default for Options {
 /// What one option does: a flag, or `key=VALUE` with a value.
 enum Effect {
     Flag(fn(&mut Options)),
-    Value(fn(&mut Options, &str)),
+    /// With the placeholder the help shows for the value.
+    Value(&'static str, fn(&mut Options, &str)),
 }
 
 struct Opt {
@@ -77,10 +78,15 @@ const fn flag(name: &'static str, f: fn(&mut Options), help: &'static str) -> Op
     }
 }
 
-const fn value(name: &'static str, f: fn(&mut Options, &str), help: &'static str) -> Opt {
+const fn value(
+    name: &'static str,
+    meta: &'static str,
+    f: fn(&mut Options, &str),
+    help: &'static str,
+) -> Opt {
     Opt {
         name,
-        effect: Effect::Value(f),
+        effect: Effect::Value(meta, f),
         help,
     }
 }
@@ -159,26 +165,31 @@ const OPTIONS: &[Opt] = &[
     ),
     value(
         "fsname",
+        "NAME",
         |o, v| o.fsname = Some(v.to_string()),
         "the source shown in /proc/mounts (default: the URI)",
     ),
     value(
         "subtype",
+        "NAME",
         |o, v| o.subtype = v.to_string(),
         "the type shown as fuse.SUBTYPE (default: domfs)",
     ),
     value(
         "xenstore",
+        "PATH",
         |o, v| o.connect.xenstore = Some(v.to_string()),
         "xen:///: xenstored's socket or the xenbus device",
     ),
     value(
         "xend",
+        "ADDRESS",
         |o, v| o.connect.xend = Some(v.to_string()),
         "xen:///: unix:/PATH or http://HOST:PORT",
     ),
     value(
         "privcmd",
+        "PATH",
         |o, v| o.connect.privcmd = Some(v.to_string()),
         "xen:///: the privcmd device, or none",
     ),
@@ -212,12 +223,14 @@ fn apply(opts: &mut Options, item: &str) -> Result<(), String> {
     };
     match (&opt.effect, val) {
         (Effect::Flag(f), None) => f(opts),
-        (Effect::Value(f), Some(v)) if !v.is_empty() => f(opts, v),
+        (Effect::Value(_, f), Some(v)) if !v.is_empty() => f(opts, v),
         (Effect::Flag(_), Some(_)) => {
             return Err(format!("mount option '{name}' takes no value"));
         }
-        (Effect::Value(_), _) => {
-            return Err(format!("mount option '{name}' needs a value: {name}=VALUE"));
+        (Effect::Value(meta, _), _) => {
+            return Err(format!(
+                "mount option '{name}' needs a value: {name}={meta}"
+            ));
         }
     }
     Ok(())
@@ -234,7 +247,7 @@ fn options_help() -> String {
     for o in OPTIONS.iter().filter(|o| o.help != "kernel flag") {
         let name = match o.effect {
             Effect::Flag(_) => o.name.to_string(),
-            Effect::Value(_) => format!("{}=VALUE", o.name),
+            Effect::Value(meta, _) => format!("{}={meta}", o.name),
         };
         text.push_str(&format!("  {name:<20} {}\n", o.help));
     }
@@ -248,8 +261,7 @@ fn options_help() -> String {
         IGNORED_PREFIXES.join("*, ")
     ));
     text.push_str(
-        "\nURI: test:///default | test:///ABSOLUTE/PATH/host.xml | xen:///\n\
-         Logging: RUST_LOG=info (default warn); stderr with -f, syslog without.\n\
+        "\nLogging: RUST_LOG=info (default warn); stderr with -f, syslog without.\n\
          See domfs(8).",
     );
     text
@@ -277,10 +289,16 @@ fn command() -> Command {
                 .action(ArgAction::Append)
                 .help("Mount options, listed below"),
         )
-        .arg(Arg::new("uri").value_name("URI").required(true))
+        .arg(
+            Arg::new("uri")
+                .value_name("URI")
+                .required(true)
+                .help("The host: test:///default, test:///ABSOLUTE/PATH.xml or xen:///"),
+        )
         .arg(
             Arg::new("mountpoint")
                 .value_name("MOUNTPOINT")
+                .help("An existing directory")
                 .required(true)
                 .value_parser(value_parser!(PathBuf)),
         )
@@ -421,8 +439,8 @@ mod tests {
     #[test]
     fn mistakes_are_explained() {
         assert!(parse_err(&["-o", "ro=1", "u", "m"]).contains("'ro' takes no value"));
-        assert!(parse_err(&["-o", "xend", "u", "m"]).contains("xend=VALUE"));
-        assert!(parse_err(&["-o", "xend=", "u", "m"]).contains("xend=VALUE"));
+        assert!(parse_err(&["-o", "xend", "u", "m"]).contains("xend=ADDRESS"));
+        assert!(parse_err(&["-o", "xend=", "u", "m"]).contains("xend=ADDRESS"));
         assert!(parse_err(&["-o", "auto_unmount", "u", "m"]).contains("allow_other"));
         assert!(parse_err(&["u"]).contains("MOUNTPOINT"));
         assert!(parse_err(&["-x", "u", "m"]).contains("-x"));

@@ -634,3 +634,56 @@ fn tree(dir: &Path) -> Vec<PathBuf> {
     all.sort();
     all
 }
+
+/// `auto_unmount`: fusermount3 watches domfs and unmounts when it dies, so
+/// even a SIGKILL leaves no dead mount.
+#[test]
+fn auto_unmount_leaves_no_dead_mount_after_sigkill() {
+    let dir = TempDir::new("mnt");
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            DOMFS,
+            "-o",
+            "auto_unmount,allow_other",
+            "test:///default",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("test/state")).unwrap(),
+        "running\n"
+    );
+    // The daemon is the domfs process serving this directory.
+    let mut daemon = None;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.first() == Some(&DOMFS.as_bytes())
+            && args.contains(&dir.path().to_str().unwrap().as_bytes())
+        {
+            daemon = Some(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    let daemon = daemon.expect("the domfs daemon");
+    Command::new("kill")
+        .args(["-KILL", &daemon])
+        .status()
+        .unwrap();
+    wait_for("auto_unmount", || !is_mountpoint(dir.path()));
+}
+
+#[test]
+fn auto_unmount_alone_is_explained() {
+    let dir = TempDir::new("mnt");
+    let out = Command::new(DOMFS)
+        .args(["-o", "auto_unmount", "test:///default"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("auto_unmount needs allow_other or allow_root"));
+    assert!(!is_mountpoint(dir.path()));
+}
