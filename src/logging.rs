@@ -45,10 +45,14 @@ fn severity(level: log::Level) -> u8 {
 }
 
 /// Starts logging to stderr; RUST_LOG chooses what (default: warnings).
+/// When stderr is the journal (systemd sets JOURNAL_STREAM), lines carry a
+/// `<N>` priority prefix, which journald reads, and no timestamp of their
+/// own.
 pub fn init() {
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser=error"))
         .target(env_logger::Target::Pipe(Box::new(Sink)))
-        .format(|buf, record| {
+        .format(move |buf, record| {
             if SYSLOG.get().is_some() {
                 writeln!(
                     buf,
@@ -57,6 +61,8 @@ pub fn init() {
                     std::process::id(),
                     record.args()
                 )
+            } else if journal {
+                writeln!(buf, "<{}>{}", severity(record.level()), record.args())
             } else {
                 writeln!(
                     buf,

@@ -51,6 +51,12 @@ struct Ns {
 impl Ns {
     /// None (with the reason printed) where the tools are missing outside CI.
     fn new() -> Option<Ns> {
+        Ns::with_setup("", Path::new("/"))
+    }
+
+    /// A namespace in which `setup`, a shell fragment ending in `&&`, runs
+    /// first with `$2` = `arg`.
+    fn with_setup(setup: &str, arg: &Path) -> Option<Ns> {
         for tool in ["unshare", "nsenter", "mount", "mount.fuse3"] {
             if !have_tool(tool) {
                 return None;
@@ -62,9 +68,12 @@ impl Ns {
         let sbin = prefix.path().join("usr/local/sbin");
         let mut holder = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg("mount --bind \"$1\" /usr/local/sbin && echo ready && exec sleep 600")
+            .arg(format!(
+                "mount --bind \"$1\" /usr/local/sbin && {setup} echo ready && exec sleep 600"
+            ))
             .arg("sh")
             .arg(&sbin)
+            .arg(arg)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -686,4 +695,44 @@ fn auto_unmount_alone_is_explained() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("auto_unmount needs allow_other or allow_root"));
     assert!(!is_mountpoint(dir.path()));
+}
+
+/// In the background the log goes to syslog: here a /dev/log of the test's
+/// own (a datagram socket standing in for journald or rsyslog), inside a
+/// namespace whose /dev is a tmpfs holding /dev/null, /dev/fuse and that
+/// socket.
+#[test]
+fn in_the_background_the_log_goes_to_syslog() {
+    let dir = TempDir::new("mnt");
+    let work = TempDir::new("dev");
+    let sock = UnixDatagram::bind(work.path().join("log")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let setup = "mkdir \"$2/olddev\" && mount --bind /dev \"$2/olddev\" && \
+                 mount -t tmpfs tmpfs /dev && \
+                 for n in null fuse zero; do touch /dev/$n && \
+                 mount --bind \"$2/olddev/$n\" /dev/$n || exit 1; done && \
+                 ln -s \"$2/log\" /dev/log &&";
+    let Some(ns) = Ns::with_setup(setup, work.path()) else {
+        return;
+    };
+    let host = dir.path().with_extension("absent.xml");
+    let d = quote(dir.path().to_str().unwrap());
+    let out = ns.sh_ok(&format!(
+        "mount -t fuse.domfs test://{} {d} -o retry",
+        host.display()
+    ));
+    assert_eq!(text(&out.stderr), "", "the warning went to stderr");
+    let mut buf = [0u8; 8192];
+    let n = sock.recv(&mut buf).unwrap();
+    let line = text(&buf[..n]);
+    let pid = ns.domfs_pids()[0];
+    // LOG_DAEMON (3 << 3) | LOG_WARNING (4) = 28
+    assert!(
+        line.starts_with(&format!("<28>domfs[{pid}]: test://{}", host.display())),
+        "{line}"
+    );
+    assert!(line.contains("mounting anyway (-o retry)"), "{line}");
+    ns.sh_ok(&format!("umount {d}"));
+    ns.wait_no_domfs();
 }
