@@ -27,6 +27,26 @@ const STALE: &str = "Transport endpoint is not connected";
 const IGNORED: &str = "defaults,auto,noauto,user,users,nouser,nofail,_netdev,\
                        x-systemd.automount,X-mount.mkdir=0755,comment=systemd.want";
 
+/// Detaches whatever is still mounted at a directory when a test ends,
+/// failed or not, so that a daemon mounted in this namespace never outlives
+/// its test (a daemon exits when its mount goes).
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        while is_mountpoint(self.0) {
+            if !Command::new("umount")
+                .arg("-l")
+                .arg(self.0)
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                break;
+            }
+        }
+    }
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -242,6 +262,7 @@ fn an_fstab_line_with_every_ignored_option_mounts() {
 #[test]
 fn ignored_options_given_directly_draw_no_warning_but_unknown_ones_do() {
     let dir = TempDir::new("mnt");
+    let _unmount = Unmount(dir.path());
     let out = Command::new("timeout")
         .args(["60", DOMFS, "test:///default"])
         .arg(dir.path())
@@ -363,6 +384,7 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
 #[test]
 fn retry_mounts_before_the_back_end_answers_and_connects_later() {
     let dir = TempDir::new("mnt");
+    let _unmount = Unmount(dir.path());
     let host = dir.path().with_extension("late.xml");
     let log = dir.path().with_extension("log");
     let mut child = Command::new(DOMFS)
@@ -402,6 +424,7 @@ fn retry_mounts_before_the_back_end_answers_and_connects_later() {
 #[test]
 fn retry_in_the_background_returns_at_once_and_serves_later() {
     let dir = TempDir::new("mnt");
+    let _unmount = Unmount(dir.path());
     let host = dir.path().with_extension("late.xml");
     let out = Command::new("timeout")
         .arg("60")
@@ -430,6 +453,7 @@ fn retry_in_the_background_returns_at_once_and_serves_later() {
 #[test]
 fn foreground_tells_systemd_when_it_serves() {
     let dir = TempDir::new("mnt");
+    let _unmount = Unmount(dir.path());
     let sock_path = dir.path().with_extension("notify");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30)))
@@ -653,6 +677,7 @@ fn tree(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn auto_unmount_leaves_no_dead_mount_after_sigkill() {
     let dir = TempDir::new("mnt");
+    let _unmount = Unmount(dir.path());
     let out = Command::new("timeout")
         .args([
             "60",
