@@ -127,7 +127,7 @@ fn open_xen(opts: &ConnectOptions) -> Result<Vec<Box<dyn Driver>>> {
         return Err(Error::new(
             ErrorKind::NotConnected,
             format!(
-                "xen:///: no Xen back end is reachable; tried {}",
+                "no Xen back end is reachable; tried {}",
                 tried.join("; ")
             ),
         ));

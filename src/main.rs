@@ -1,115 +1,29 @@
-//! The `domfs` command: mount a connection's domains at a directory.
+//! The `domfs` command: mount a connection's domains at a directory, as a
+//! mount helper (`mount -t fuse.domfs`, fstab) or a systemd service (`-f`).
+//!
+//! Order matters: arguments and the mount point are checked first, then the
+//! process forks (before any thread exists), then the child connects,
+//! mounts, and says "ready" only once the mount answers.
 
-use domfs::connection::ConnectOptions;
+mod cli;
+mod daemon;
+mod logging;
+mod mountpoint;
+mod retry;
+
+use daemon::Ready;
 use domfs::dispatch::Dispatcher;
 use domfs::fs::{DomFs, Invalidation, Settings};
 use domfs::uri::Uri;
-use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionACL};
+use fuser::{Config, INodeNo, MountOption, Notifier, Session};
 use nix::sys::signal::{SigSet, Signal};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
+use std::time::Duration;
 
-const USAGE: &str = "\
-usage: domfs [-f] [-o OPT[,OPT...]] URI MOUNTPOINT
-       domfs --help | --version
-
-Shows the domains (virtual machines) of the host that URI names as a
-directory of small text files at MOUNTPOINT. Runs in the foreground;
-SIGINT or SIGTERM unmounts and exits.
-
-URI:  test:///default          the embedded test host (no hypervisor needed)
-      test:///PATH/host.xml    a libvirt test-driver host file
-      xen:///                  the local Xen host (not in this build yet)
-
-Options (-o, comma-separated):
-  ro               read-only: every write fails with EROFS
-  rw               read-write (the default)
-  allow_other      let other users in (permission bits still apply)
-  allow_root       let root in besides the mounting user
-  nosuid,nodev,noexec,noatime,suid,dev,exec,atime,sync,async,dirsync
-                   passed to the kernel as usual
-  xenstore=PATH    xen:///: xenstored's socket or the xenbus device
-  xend=URL         xen:///: unix:/PATH or http://HOST:PORT
-  privcmd=PATH     xen:///: the privcmd device, or none
-  -f               stay in the foreground (always, for now)
-
-Logging: RUST_LOG=info (default warn) prints one line per failed operation.";
-
-struct Args {
-    uri: String,
-    mountpoint: String,
-    read_only: bool,
-    acl: SessionACL,
-    kernel_options: Vec<MountOption>,
-    xenstore: Option<String>,
-    xend: Option<String>,
-    privcmd: Option<String>,
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut positional = Vec::new();
-    let mut read_only = false;
-    let mut acl = SessionACL::Owner;
-    let mut kernel_options = Vec::new();
-    let (mut xenstore, mut xend, mut privcmd) = (None, None, None);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(None);
-            }
-            "-V" | "--version" => {
-                println!("domfs {}", env!("CARGO_PKG_VERSION"));
-                return Ok(None);
-            }
-            "-f" => {}
-            "-o" => {
-                let list = args.next().ok_or("-o needs a list of options")?;
-                for opt in list.split(',').filter(|o| !o.is_empty()) {
-                    match opt {
-                        "ro" => read_only = true,
-                        "rw" => read_only = false,
-                        "allow_other" => acl = SessionACL::All,
-                        "allow_root" => acl = SessionACL::RootAndOwner,
-                        "default_permissions" => {}
-                        "nosuid" => kernel_options.push(MountOption::NoSuid),
-                        "suid" => kernel_options.push(MountOption::Suid),
-                        "nodev" => kernel_options.push(MountOption::NoDev),
-                        "dev" => kernel_options.push(MountOption::Dev),
-                        "noexec" => kernel_options.push(MountOption::NoExec),
-                        "exec" => kernel_options.push(MountOption::Exec),
-                        "noatime" => kernel_options.push(MountOption::NoAtime),
-                        "atime" => kernel_options.push(MountOption::Atime),
-                        "sync" => kernel_options.push(MountOption::Sync),
-                        "async" => kernel_options.push(MountOption::Async),
-                        "dirsync" => kernel_options.push(MountOption::DirSync),
-                        o if o.starts_with("xenstore=") => xenstore = Some(o[9..].to_string()),
-                        o if o.starts_with("xend=") => xend = Some(o[5..].to_string()),
-                        o if o.starts_with("privcmd=") => privcmd = Some(o[8..].to_string()),
-                        other => return Err(format!("unknown mount option '{other}'")),
-                    }
-                }
-            }
-            s if s.starts_with('-') && s.len() > 1 => {
-                return Err(format!("unknown flag '{s}'"));
-            }
-            _ => positional.push(a),
-        }
-    }
-    let [uri, mountpoint]: [String; 2] = positional.try_into().map_err(|p: Vec<String>| {
-        format!("expected URI and MOUNTPOINT, got {} argument(s)", p.len())
-    })?;
-    Ok(Some(Args {
-        uri,
-        mountpoint,
-        read_only,
-        acl,
-        kernel_options,
-        xenstore,
-        xend,
-        privcmd,
-    }))
-}
+/// How long the new mount may take to answer its first request.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Forgets names in the kernel's cache, from a thread of its own.
 fn invalidate(notifier: Notifier, rx: mpsc::Receiver<Invalidation>) {
@@ -130,47 +44,60 @@ fn invalidate(notifier: Notifier, rx: mpsc::Receiver<Invalidation>) {
     }
 }
 
-fn run(args: Args) -> Result<(), String> {
-    let uri = Uri::parse(&args.uri)?;
-    let opts = ConnectOptions {
-        read_only: args.read_only,
-        xenstore: args.xenstore.clone(),
-        xend: args.xend.clone(),
-        privcmd: args.privcmd.clone(),
-    };
-    let dispatch: Dispatcher =
-        domfs::connection::open(&uri, &opts).map_err(|e| format!("{uri}: {e}"))?;
-    let mountpoint = std::fs::canonicalize(&args.mountpoint)
-        .map_err(|e| format!("mount point {}: {e}", args.mountpoint))?;
-    let fs = DomFs::new(
-        dispatch,
-        Settings {
-            uid: nix::unistd::getuid().as_raw(),
-            gid: nix::unistd::getgid().as_raw(),
-            mountpoint,
-        },
-    );
+/// Opens the connection; with `-o retry`, a back end that does not answer
+/// yet is a warning and a driver that keeps trying.
+fn connect(uri: &Uri, args: &cli::Args, ready: &Ready) -> Result<Dispatcher, String> {
+    let opts = &args.opts.connect;
+    match domfs::connection::open(uri, opts) {
+        Ok(d) => Ok(d),
+        // Waiting cannot give a URI this build has no drivers for.
+        Err(e) if args.opts.retry && !e.is_not_supported() => {
+            log::warn!(
+                "{uri}: {e}; mounting anyway (-o retry): files fail with ENOTCONN until \
+                 it connects"
+            );
+            ready.status(&format!("waiting for {uri}: {e}"));
+            let status_uri = uri.to_string();
+            let foreground = matches!(ready, Ready::Foreground);
+            let retrying = retry::Retrying::start(uri.clone(), opts.clone(), e, move || {
+                if foreground {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&format!(
+                        "serving {status_uri}"
+                    ))]);
+                }
+            })?;
+            Ok(Dispatcher::new(vec![Box::new(retrying)], opts.read_only))
+        }
+        Err(e) => Err(format!("{uri}: {e}")),
+    }
+}
+
+/// Waits until the mount answers a stat of its root, so that whoever runs
+/// next (the shell after `mount`, a unit ordered after ours) finds it served.
+fn probe(mountpoint: &Path) -> Result<(), String> {
     let (tx, rx) = mpsc::channel();
-    fs.set_invalidations(tx);
+    let path = mountpoint.to_path_buf();
+    std::thread::Builder::new()
+        .name("probe".into())
+        .spawn(move || {
+            let _ = tx.send(std::fs::metadata(&path).map(|m| m.is_dir()));
+        })
+        .map_err(|e| format!("starting a thread: {e}"))?;
+    match rx.recv_timeout(PROBE_TIMEOUT) {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err("the new mount's root is not a directory".into()),
+        Ok(Err(e)) => Err(format!("the new mount does not answer: {e}")),
+        Err(_) => Err(format!(
+            "the new mount did not answer within {} s",
+            PROBE_TIMEOUT.as_secs()
+        )),
+    }
+}
 
-    let mut options = vec![
-        MountOption::FSName(uri.to_string()),
-        MountOption::Subtype("domfs".into()),
-        MountOption::DefaultPermissions,
-        if args.read_only {
-            MountOption::RO
-        } else {
-            MountOption::RW
-        },
-    ];
-    options.extend(args.kernel_options);
-    let mut config = Config::default();
-    config.mount_options = options;
-    config.acl = args.acl;
-    config.n_threads = Some(4);
-
+fn run(uri: Uri, mountpoint: PathBuf, args: cli::Args, ready: &mut Ready) -> Result<(), String> {
     // Signals are taken by this thread alone (sigwait), so they are blocked
-    // before any other thread exists and every thread inherits the mask.
+    // before any other thread exists (drivers and retry start some) and
+    // every thread inherits the mask.
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
@@ -180,8 +107,50 @@ fn run(args: Args) -> Result<(), String> {
         .thread_block()
         .map_err(|e| format!("blocking signals: {e}"))?;
 
-    let mut session = Session::new(fs, &args.mountpoint, &config)
-        .map_err(|e| format!("cannot mount {} at {}: {e}", uri, args.mountpoint))?;
+    let dispatch = connect(&uri, &args, ready)?;
+    let read_only = args.opts.connect.read_only;
+    let fs = DomFs::new(
+        dispatch,
+        Settings {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            mountpoint: mountpoint.clone(),
+        },
+    );
+    let (tx, rx) = mpsc::channel();
+    fs.set_invalidations(tx);
+
+    let mut options = vec![
+        MountOption::FSName(args.opts.fsname.clone().unwrap_or_else(|| uri.to_string())),
+        MountOption::Subtype(args.opts.subtype.clone()),
+        MountOption::DefaultPermissions,
+        if read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
+    ];
+    // fuser's own mount(2), used as root, gives the kernel no subtype, so
+    // /proc/mounts would say `fuse` where fstab and systemd say fuse.domfs;
+    // fusermount3 (everyone else) passes Subtype itself.
+    if nix::unistd::geteuid().is_root() {
+        options.push(MountOption::CUSTOM(format!(
+            "subtype={}",
+            args.opts.subtype
+        )));
+    }
+    if args.opts.auto_unmount {
+        options.push(MountOption::AutoUnmount);
+    }
+    options.extend(args.opts.kernel.iter().cloned());
+    let mut config = Config::default();
+    config.mount_options = options;
+    config.acl = args.opts.acl;
+    config.n_threads = Some(4);
+
+    let shown = mountpoint.display();
+    let mut session = Session::new(fs, &mountpoint, &config)
+        .map_err(|e| format!("cannot mount {uri} at {shown}: {e}"))?;
     let notifier = session.notifier();
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
@@ -198,16 +167,22 @@ fn run(args: Args) -> Result<(), String> {
             result
         })
         .map_err(|e| format!("starting a thread: {e}"))?;
-    log::info!("mounted {uri} at {}", args.mountpoint);
+    if let Err(e) = probe(&mountpoint) {
+        let _ = unmounter.unmount();
+        return Err(format!("{uri} at {shown}: {e}"));
+    }
+    log::info!("mounted {uri} at {shown}");
+    ready.serving(&format!("serving {uri} at {shown}"));
 
     let signal = signals
         .wait()
         .map_err(|e| format!("waiting for signals: {e}"))?;
     if signal != Signal::SIGUSR1 {
-        log::info!("{signal}: unmounting {}", args.mountpoint);
+        log::info!("{signal}: unmounting {shown}");
+        ready.stopping();
         unmounter
             .unmount()
-            .map_err(|e| format!("unmounting {}: {e}", args.mountpoint))?;
+            .map_err(|e| format!("unmounting {shown}: {e}"))?;
     }
     match serve.join() {
         Ok(Ok(())) => Ok(()),
@@ -217,66 +192,48 @@ fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser=error"))
-        .init();
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(a)) => a,
-        Ok(None) => return ExitCode::SUCCESS,
+    logging::init();
+    let args = match cli::parse(std::env::args_os()) {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            eprintln!("domfs: {e}\nTry 'domfs --help'.");
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
+    for w in &args.opts.warnings {
+        eprintln!("domfs: warning: {w}");
+    }
+    let uri = match Uri::parse(&args.uri) {
+        Ok(u) => u,
         Err(e) => {
-            eprintln!("domfs: {e}\n\n{USAGE}");
+            eprintln!("domfs: {e}");
             return ExitCode::from(2);
         }
     };
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let mountpoint = match mountpoint::prepare(&args.mountpoint, &args.opts.subtype) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("domfs: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut ready = if args.foreground {
+        Ready::Foreground
+    } else {
+        match daemon::detach() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("domfs: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    match run(uri, mountpoint, args, &mut ready) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            ready.failed(&e);
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> Result<Option<Args>, String> {
-        parse_args(args.iter().map(|s| s.to_string()))
-    }
-
-    #[test]
-    fn options_are_understood() {
-        let a = parse(&[
-            "-f",
-            "-o",
-            "ro,allow_other,noatime",
-            "test:///default",
-            "/mnt",
-        ])
-        .unwrap()
-        .unwrap();
-        assert_eq!(
-            (a.uri.as_str(), a.mountpoint.as_str()),
-            ("test:///default", "/mnt")
-        );
-        assert!(a.read_only);
-        assert_eq!(a.acl, SessionACL::All);
-        assert_eq!(a.kernel_options, vec![MountOption::NoAtime]);
-        let a = parse(&["-o", "ro", "-o", "rw", "u", "m"]).unwrap().unwrap();
-        assert!(!a.read_only, "the last of ro/rw wins");
-    }
-
-    #[test]
-    fn mistakes_are_explained() {
-        assert!(parse(&["-o", "bogus", "u", "m"])
-            .err()
-            .unwrap()
-            .contains("unknown mount option 'bogus'"));
-        assert!(parse(&["u"]).err().unwrap().contains("got 1 argument"));
-        assert!(parse(&["-x", "u", "m"])
-            .err()
-            .unwrap()
-            .contains("unknown flag '-x'"));
-        assert!(parse(&["-o"]).err().unwrap().contains("-o needs"));
     }
 }

@@ -281,7 +281,7 @@ fn a_bad_uri_or_host_file_fails_to_mount_with_a_reason() {
     for (uri, says) in [
         ("qemu:///system", "unknown URI scheme 'qemu'"),
         ("test:///nonexistent/host.xml", "cannot read host file"),
-        ("xen:///", "xen:/// needs"),
+        ("xen:///", "no Xen back end is reachable"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_domfs"))
             .arg(uri)

@@ -69,6 +69,7 @@ impl Mount {
         ));
         let logfile = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_domfs"))
+            .arg("-f")
             .args(args)
             .arg(uri)
             .arg(dir.path())
