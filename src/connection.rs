@@ -126,10 +126,7 @@ fn open_xen(opts: &ConnectOptions) -> Result<Vec<Box<dyn Driver>>> {
     if drivers.is_empty() {
         return Err(Error::new(
             ErrorKind::NotConnected,
-            format!(
-                "no Xen back end is reachable; tried {}",
-                tried.join("; ")
-            ),
+            format!("no Xen back end is reachable; tried {}", tried.join("; ")),
         ));
     }
     Ok(drivers)

@@ -11,6 +11,7 @@
 
 use crate::driver::{Driver, Operation};
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::Bus;
 use crate::model::{DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, Uuid};
 use std::path::Path;
 
@@ -85,12 +86,33 @@ pub fn route_of(op: Operation) -> Option<&'static Route> {
 pub struct Dispatcher {
     drivers: Vec<Box<dyn Driver>>,
     read_only: bool,
+    events: Bus,
 }
 
 impl Dispatcher {
-    /// `drivers` in priority order: the first is asked first.
+    /// `drivers` in priority order: the first is asked first. Each driver is
+    /// handed the connection's change feed.
     pub fn new(drivers: Vec<Box<dyn Driver>>, read_only: bool) -> Dispatcher {
-        Dispatcher { drivers, read_only }
+        let events = Bus::new();
+        for d in &drivers {
+            d.publish_to(events.clone());
+        }
+        Dispatcher {
+            drivers,
+            read_only,
+            events,
+        }
+    }
+
+    /// The connection's change feed: every driver publishes on it.
+    pub fn events(&self) -> &Bus {
+        &self.events
+    }
+
+    /// Whether every change any driver answers for is published (then a
+    /// value may be cached until its change event).
+    pub fn sees_every_change(&self) -> bool {
+        !self.drivers.is_empty() && self.drivers.iter().all(|d| d.sees_every_change())
     }
 
     pub fn is_read_only(&self) -> bool {

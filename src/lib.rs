@@ -8,6 +8,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod driver;
 pub mod error;
+pub mod events;
 pub mod fs;
 pub mod model;
 pub mod uri;

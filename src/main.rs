@@ -119,6 +119,7 @@ fn run(uri: Uri, mountpoint: PathBuf, args: cli::Args, ready: &mut Ready) -> Res
     );
     let (tx, rx) = mpsc::channel();
     fs.set_invalidations(tx);
+    let feed = fs.feed();
 
     let mut options = vec![
         MountOption::FSName(args.opts.fsname.clone().unwrap_or_else(|| uri.to_string())),
@@ -152,6 +153,7 @@ fn run(uri: Uri, mountpoint: PathBuf, args: cli::Args, ready: &mut Ready) -> Res
     let mut session = Session::new(fs, &mountpoint, &config)
         .map_err(|e| format!("cannot mount {uri} at {shown}: {e}"))?;
     let notifier = session.notifier();
+    feed.set_notifier(session.notifier());
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("invalidate".into())

@@ -28,7 +28,7 @@ fn ls_shows_the_root_and_a_domain() {
     let m = Mount::new("test:///default");
     assert_eq!(
         m.sh("ls").stdout,
-        b"by-id\nby-uuid\ncreate\ndefine\nlast_error\nnode\nrestore\ntest\n"
+        b"by-id\nby-uuid\ncreate\ndefine\nevents\nlast_error\nnode\nrestore\ntest\n"
     );
     let files = String::from_utf8(m.sh("ls test").stdout).unwrap();
     assert_eq!(files.lines().collect::<Vec<_>>(), DOMAIN_FILES);

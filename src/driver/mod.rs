@@ -10,6 +10,7 @@ pub mod test;
 pub mod xenstore;
 
 use crate::error::{Error, Result};
+use crate::events::Bus;
 use crate::model::{DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, Uuid};
 use std::fmt;
 use std::path::Path;
@@ -90,6 +91,17 @@ impl fmt::Display for Operation {
 pub trait Driver: Send + Sync {
     /// Short name for logs (`test`, `xenstore`, ...).
     fn name(&self) -> &str;
+
+    /// Hands the driver the connection's change feed: a driver that sees
+    /// changes (its own, or its back end's) publishes them there. The
+    /// default sees none.
+    fn publish_to(&self, _bus: Bus) {}
+    /// Whether every change to what this driver answers is published, so a
+    /// value may be cached until its change event. False unless a driver
+    /// knows it.
+    fn sees_every_change(&self) -> bool {
+        false
+    }
 
     /// The active domains (those with an id), like libvirt's `listDomains`.
     fn list_active(&self) -> Result<Vec<DomainRef>> {

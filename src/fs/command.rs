@@ -2,7 +2,7 @@
 //! counts. Parsing only; a command that parses has not yet been checked
 //! against the domain's state (the driver does that).
 
-use crate::model::Lifecycle;
+use crate::model::{Lifecycle, State};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -30,12 +30,16 @@ pub enum Command {
     SetMaxMemory(u64),
     /// Set the number of vCPUs in use.
     SetVcpus(u32),
+    /// Block until the domain is in the state, or fail with ETIMEDOUT after
+    /// the seconds given (any state; changes nothing).
+    Wait(State, u64),
 }
 
 impl Command {
-    /// The state-table row this command is checked against.
-    pub fn lifecycle(&self) -> Lifecycle {
-        match self {
+    /// The state-table row this command is checked against (`wait`, which
+    /// changes nothing, has none).
+    pub fn lifecycle(&self) -> Option<Lifecycle> {
+        Some(match self {
             Command::Start => Lifecycle::Start,
             Command::Shutdown => Lifecycle::Shutdown,
             Command::Reboot => Lifecycle::Reboot,
@@ -46,7 +50,8 @@ impl Command {
             Command::SetMemory(_) => Lifecycle::SetMemory,
             Command::SetMaxMemory(_) => Lifecycle::SetMaxMemory,
             Command::SetVcpus(_) => Lifecycle::SetVcpus,
-        }
+            Command::Wait(..) => return None,
+        })
     }
 
     /// How `control` lists a lifecycle operation, if it is a control command
@@ -159,9 +164,23 @@ impl FromStr for Command {
             "setmem" => Ok(Command::SetMemory(parse_size(need("a SIZE")?)?)),
             "setmaxmem" => Ok(Command::SetMaxMemory(parse_size(need("a SIZE")?)?)),
             "setvcpus" => Ok(Command::SetVcpus(parse_count(need("a count")?)?)),
+            "wait" => {
+                let usage = || "'wait' needs a state and a number of seconds: wait shutoff 30";
+                let mut words = need("a state and seconds")?.split_whitespace();
+                let state: State = words.next().ok_or_else(usage)?.parse()?;
+                let secs = words
+                    .next()
+                    .ok_or_else(usage)?
+                    .parse::<u64>()
+                    .map_err(|_| usage().to_string())?;
+                if words.next().is_some() || secs > 86_400 {
+                    return Err(format!("{} (at most 86400 seconds)", usage()));
+                }
+                Ok(Command::Wait(state, secs))
+            }
             "" => Err("empty command".into()),
             other => Err(format!(
-                "unknown command '{other}'; commands: {}, pause",
+                "unknown command '{other}'; commands: {}, pause, wait STATE SECONDS",
                 Lifecycle::ALL
                     .into_iter()
                     .filter_map(Command::usage)
@@ -179,7 +198,8 @@ impl fmt::Display for Command {
             Command::SetMemory(k) => write!(f, "setmem {k}"),
             Command::SetMaxMemory(k) => write!(f, "setmaxmem {k}"),
             Command::SetVcpus(n) => write!(f, "setvcpus {n}"),
-            other => f.write_str(Command::usage(other.lifecycle()).unwrap_or("?")),
+            Command::Wait(s, secs) => write!(f, "wait {s} {secs}"),
+            other => f.write_str(other.lifecycle().and_then(Command::usage).unwrap_or("?")),
         }
     }
 }
@@ -253,6 +273,17 @@ mod tests {
             .unwrap_err()
             .contains("vcpu count"));
         assert!("setvcpus -1".parse::<Command>().is_err());
+        assert_eq!("wait paused 5".parse(), Ok(Command::Wait(State::Paused, 5)));
+        for bad in [
+            "wait",
+            "wait paused",
+            "wait sleepy 5",
+            "wait paused x",
+            "wait paused 5 6",
+            "wait paused 99999999",
+        ] {
+            assert!(bad.parse::<Command>().is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -316,6 +347,7 @@ mod tests {
             Command::SetMemory(5),
             Command::SetMaxMemory(6),
             Command::SetVcpus(2),
+            Command::Wait(State::ShutOff, 30),
         ] {
             assert_eq!(c.to_string().parse::<Command>(), Ok(c));
         }

@@ -13,6 +13,7 @@
 
 pub mod command;
 pub mod document;
+pub mod feed;
 pub mod names;
 mod ops;
 pub mod paths;
@@ -31,7 +32,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use tree::{DomFile, InodeTable, Node, WriteKind, ROOT_INO};
 
@@ -59,9 +60,10 @@ pub struct Settings {
 }
 
 pub struct DomFs {
-    dispatch: Dispatcher,
+    dispatch: Arc<Dispatcher>,
     settings: Settings,
-    inodes: Mutex<InodeTable>,
+    inodes: Arc<Mutex<InodeTable>>,
+    feed: Arc<feed::Feed>,
     handles: Mutex<HashMap<u64, Handle>>,
     scratch: Mutex<scratch::Scratch>,
     next_fh: AtomicU64,
@@ -76,6 +78,8 @@ enum Handle {
     File {
         node: Node,
         content: Vec<u8>,
+        /// The domain's generation when `content` was taken (see `feed`).
+        generation: u64,
         input: Input,
         /// The process that opened the file: when it closes an incomplete
         /// document, the close fails (see `flush`).
@@ -83,6 +87,8 @@ enum Handle {
     },
     /// A temporary file: reads and writes go to the scratch store.
     Scratch(u64),
+    /// An open `events` file (its queue lives in the feed).
+    Events,
     Dir(Vec<(u64, FileType, String)>),
 }
 
@@ -119,11 +125,24 @@ fn errno(e: &Error) -> Errno {
 }
 
 impl DomFs {
+    /// Also starts the thread that takes in the connection's events.
     pub fn new(dispatch: Dispatcher, settings: Settings) -> DomFs {
+        let dispatch = Arc::new(dispatch);
+        let inodes = Arc::new(Mutex::new(InodeTable::new()));
+        let feed = Arc::new(feed::Feed::default());
+        let sub = dispatch.events().subscribe();
+        let (f, i, d) = (feed.clone(), inodes.clone(), dispatch.clone());
+        if let Err(e) = std::thread::Builder::new()
+            .name("feed".into())
+            .spawn(move || feed::run(f, i, d, sub))
+        {
+            log::error!("cannot start the event thread: {e}; poll and events stay silent");
+        }
         DomFs {
             dispatch,
             settings,
-            inodes: Mutex::new(InodeTable::new()),
+            inodes,
+            feed,
             handles: Mutex::new(HashMap::new()),
             scratch: Mutex::new(scratch::Scratch::default()),
             next_fh: AtomicU64::new(1),
@@ -131,6 +150,17 @@ impl DomFs {
             invalidations: Mutex::new(None),
             mounted_at: SystemTime::now(),
         }
+    }
+
+    /// The feed, which needs the session's notifier once it exists.
+    pub fn feed(&self) -> Arc<feed::Feed> {
+        self.feed.clone()
+    }
+
+    /// After a change made through a file: returns once the feed has taken
+    /// in its event, so the next read anywhere sees it.
+    fn settle(&self) {
+        self.feed.settle(self.dispatch.events().published());
     }
 
     /// Where to send names the kernel must forget (see `Invalidation`).
@@ -236,6 +266,7 @@ impl DomFs {
                 }
                 0
             }
+            Node::Events => 0,
             n if n.mode() & 0o444 == 0 => {
                 if let Some(uuid) = n.domain() {
                     self.domain(uuid)?;
@@ -359,7 +390,7 @@ impl DomFs {
                 format!("type {}\nversion {}\n", h.kind, h.version)
             }
             Node::RootLastError => self.last_error(None),
-            Node::Create | Node::Define | Node::Restore => String::new(),
+            Node::Create | Node::Define | Node::Restore | Node::Events => String::new(),
             Node::File(uuid, file) => self.domain_file(uuid, file)?,
             _ => return Err(Error::invalid("not a file")),
         })
@@ -423,6 +454,7 @@ impl DomFs {
                 let path = self.image_path(Path::new(text))?;
                 let dom = self.dispatch.restore(&path)?;
                 log::info!("{}: restored from {}", dom.name, path.display());
+                self.settle();
                 return Ok(());
             }
             Node::File(uuid, file) => (uuid, file),
@@ -449,8 +481,12 @@ impl DomFs {
             Command::SetMemory(kib) => d.set_memory(&dom, *kib),
             Command::SetMaxMemory(kib) => d.set_max_memory(&dom, *kib),
             Command::SetVcpus(n) => d.set_vcpus(&dom, *n),
+            Command::Wait(..) => Err(Error::invalid(
+                "end 'wait' with a newline: it waits in the write that carries it",
+            )),
         }?;
         log::info!("{}: {cmd}", dom.name);
+        self.settle();
         self.forget_if_gone(&dom);
         Ok(())
     }
@@ -486,6 +522,7 @@ impl DomFs {
             _ => return Err(Error::invalid("not a document")),
         };
         log::info!("{}: defined from written XML", dom.name);
+        self.settle();
         Ok(())
     }
 

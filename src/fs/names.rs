@@ -18,7 +18,7 @@ pub const NAME_MAX: usize = 255;
 const SHORTENED: &str = "%%";
 
 /// The root's own entries, which no domain may shadow.
-pub const RESERVED: [&str; 7] = [
+pub const RESERVED: [&str; 8] = [
     "by-id",
     "by-uuid",
     "node",
@@ -26,6 +26,7 @@ pub const RESERVED: [&str; 7] = [
     "define",
     "restore",
     "last_error",
+    "events",
 ];
 
 /// The file name shown for a domain name.

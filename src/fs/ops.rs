@@ -2,16 +2,21 @@
 //! namespace change a user cannot make (mkdir, link, symlink, mknod, renames
 //! other than an editor's save) answers EPERM.
 
+use super::command::Command;
 use super::document::{DocError, Progress};
+use super::feed;
 use super::tree::{DomFile, Node};
 use super::{errno, gone, lock, text, DomFs, Handle, Input, TTL};
 use crate::error::Error;
+use crate::model::{State, Uuid};
 use fuser::{
     Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, WriteFlags,
+    OpenAccMode, OpenFlags, PollEvents, PollFlags, PollNotifier, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyPoll,
+    ReplyWrite, Request, WriteFlags,
 };
 use std::ffi::OsStr;
+use std::time::Duration;
 use std::time::SystemTime;
 
 /// What one write to a generated file turned out to need.
@@ -39,6 +44,58 @@ impl DomFs {
                 let (scope, what) = self.describe(node);
                 self.fail(scope, &format!("write {what}"), &e)
             }),
+        }
+    }
+
+    /// `wait STATE SECONDS`: the write is answered when the domain is in
+    /// the state. The waiter is registered before the state is checked, so
+    /// a change between the two is never missed.
+    fn wait(&self, uuid: Uuid, want: State, secs: u64, reply: ReplyWrite, written: u32) {
+        let id = self
+            .feed
+            .add_waiter(uuid, want, Duration::from_secs(secs), reply, written);
+        let now = self
+            .dispatch
+            .lookup_by_uuid(uuid)
+            .and_then(|d| self.dispatch.domain_info(&d));
+        match now {
+            Ok(info) if info.state == want => self.feed.end_waiter(id, Ok(())),
+            Ok(_) => {}
+            // A transient domain that stopped is gone for good.
+            Err(e) if gone(&e) && want == State::ShutOff => self.feed.end_waiter(id, Ok(())),
+            Err(e) => {
+                let errno = self.fail(Some(uuid), &format!("wait {want}"), &e);
+                self.feed.end_waiter(id, Err(errno));
+            }
+        }
+    }
+
+    /// Brings an open file's snapshot up to date when its domain changed
+    /// since it was taken (a poller's re-read, or a read after a change the
+    /// kernel was told of).
+    fn refresh(&self, fh: u64) {
+        let stale = match lock(&self.handles).get(&fh) {
+            Some(Handle::File {
+                node, generation, ..
+            }) => node
+                .domain()
+                .map(|u| (*node, u, self.feed.generation(u)))
+                .filter(|(_, _, g)| g != generation),
+            _ => None,
+        };
+        let Some((node, _, generation)) = stale else {
+            return;
+        };
+        if let Ok(fresh) = self.content(node) {
+            if let Some(Handle::File {
+                content,
+                generation: g,
+                ..
+            }) = lock(&self.handles).get_mut(&fh)
+            {
+                *content = fresh.into_bytes();
+                *g = generation;
+            }
         }
     }
 
@@ -115,6 +172,7 @@ impl Filesystem for DomFs {
             return reply.error(Errno::ENOENT);
         };
         if let Some(fh) = fh {
+            self.refresh(fh.0);
             if let Some(Handle::File { content, .. }) = lock(&self.handles).get(&fh.0) {
                 let len = content.len() as u64;
                 return reply.attr(&TTL, &self.attr(ino.0, node, len));
@@ -199,6 +257,7 @@ impl Filesystem for DomFs {
                 match self.domain(uuid).and_then(|d| self.dispatch.undefine(&d)) {
                     Ok(()) => {
                         log::info!("{name}: undefined");
+                        self.settle();
                         lock(&self.errors).remove(&Some(uuid));
                         reply.ok()
                     }
@@ -375,6 +434,19 @@ impl Filesystem for DomFs {
         if writing && node.write_kind().is_none() {
             return reply.error(Errno::EACCES);
         }
+        if node == Node::Events {
+            let fh = self.new_handle(Handle::Events);
+            self.feed.open_reader(fh);
+            return reply.opened(
+                FileHandle(fh),
+                FopenFlags::FOPEN_DIRECT_IO
+                    | FopenFlags::FOPEN_NONSEEKABLE
+                    | FopenFlags::FOPEN_NOFLUSH,
+            );
+        }
+        // Taken before the content: a change while it is built shows as a
+        // newer generation, and the next read rebuilds it.
+        let generation = node.domain().map_or(0, |u| self.feed.generation(u));
         let content = if reading {
             match self.content(node) {
                 Ok(c) => c.into_bytes(),
@@ -394,10 +466,23 @@ impl Filesystem for DomFs {
         let fh = self.new_handle(Handle::File {
             node,
             content,
+            generation,
             input,
             opener: req.pid(),
         });
-        reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+        // Reads bypass the page cache: a size the kernel took from one stat
+        // and pages it took from a snapshot of another moment could tear a
+        // value that changed in between (see the README's speed notes). A
+        // read-only open has nothing to flush, which saves a request.
+        // Writers of one file must not queue behind each other in the
+        // kernel: a `wait` holds its write open until the state comes, and
+        // the command that brings it comes through the same file.
+        let flags = if writing {
+            FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
+        } else {
+            FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH
+        };
+        reply.opened(FileHandle(fh), flags);
     }
 
     fn read(
@@ -418,7 +503,13 @@ impl Filesystem for DomFs {
             let end = start.saturating_add(size as usize).min(bytes.len());
             bytes[start..end].to_vec()
         };
+        if offset == 0 {
+            self.refresh(fh.0);
+        }
         let data = match lock(&self.handles).get(&fh.0) {
+            Some(Handle::Events) => {
+                return self.feed.read_events(fh.0, size as usize, reply);
+            }
             Some(Handle::File { content, .. }) => slice(content),
             Some(Handle::Scratch(id)) => match lock(&self.scratch).get(*id) {
                 Some(f) => slice(&f.data),
@@ -468,6 +559,13 @@ impl Filesystem for DomFs {
                 _ => return reply.error(Errno::EBADF),
             }
         };
+        if let (Ok(Pending::Command(line)), Node::File(uuid, DomFile::Control)) = (&gathered, node)
+        {
+            let parsed = std::str::from_utf8(line).ok().map(|t| t.parse::<Command>());
+            if let Some(Ok(Command::Wait(state, secs))) = parsed {
+                return self.wait(uuid, state, secs, reply, data.len() as u32);
+            }
+        }
         let result = match gathered {
             Ok(pending) => self.run_pending(node, pending),
             Err((e, too_big)) => {
@@ -535,17 +633,62 @@ impl Filesystem for DomFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if let Some(Handle::File {
-            node,
-            input: Input::Document(doc),
-            ..
-        }) = lock(&self.handles).remove(&fh.0)
-        {
-            if doc.progress() == Progress::Incomplete {
+        let handle = lock(&self.handles).remove(&fh.0);
+        match handle {
+            Some(Handle::File {
+                node,
+                input: Input::Document(doc),
+                ..
+            }) if doc.progress() == Progress::Incomplete => {
                 self.incomplete(node, doc.bytes().len());
             }
+            Some(Handle::Events) => self.feed.close_reader(fh.0),
+            _ => {}
         }
         reply.ok();
+    }
+
+    /// Answered at once from memory, as sysfs does: a value file is ready
+    /// (readable and POLLPRI) once its domain changed after it was read;
+    /// `events` when a line waits; a file whose change is never seen is
+    /// always ready, so it never blocks a poller.
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        ph: PollNotifier,
+        _events: PollEvents,
+        flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        let schedule = flags.contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY);
+        let changed = PollEvents::POLLIN | PollEvents::POLLPRI | PollEvents::POLLRDNORM;
+        let watched = match lock(&self.handles).get(&fh.0) {
+            Some(Handle::Events) => None,
+            Some(Handle::File {
+                node, generation, ..
+            }) if feed::watchable(*node) => node.domain().map(|u| (u, *generation)),
+            Some(_) => return reply.poll(PollEvents::POLLIN | PollEvents::POLLRDNORM),
+            None => return reply.error(Errno::EBADF),
+        };
+        let Some((uuid, seen)) = watched else {
+            let ready = self.feed.poll_events(fh.0, schedule.then_some(ph));
+            return reply.poll(if ready {
+                PollEvents::POLLIN | PollEvents::POLLRDNORM
+            } else {
+                PollEvents::empty()
+            });
+        };
+        // Registered before the check, so a change in between still wakes.
+        if schedule {
+            self.feed.add_poller(uuid, ph);
+        }
+        if self.feed.generation(uuid) != seen {
+            reply.poll(changed);
+        } else {
+            reply.poll(PollEvents::empty());
+        }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

@@ -78,6 +78,8 @@ pub enum Node {
     Define,
     Restore,
     RootLastError,
+    /// `events`: a stream of lifecycle events from each open on.
+    Events,
     Domain(Uuid),
     File(Uuid, DomFile),
     /// `by-id/<id>`: the link of a running domain.
@@ -100,7 +102,7 @@ pub enum WriteKind {
 
 impl Node {
     /// The root's fixed entries with their names.
-    pub const ROOT_ENTRIES: [(&'static str, Node); 7] = [
+    pub const ROOT_ENTRIES: [(&'static str, Node); 8] = [
         ("by-id", Node::ById),
         ("by-uuid", Node::ByUuid),
         ("node", Node::NodeDir),
@@ -108,6 +110,7 @@ impl Node {
         ("define", Node::Define),
         ("restore", Node::Restore),
         ("last_error", Node::RootLastError),
+        ("events", Node::Events),
     ];
 
     pub const NODE_ENTRIES: [(&'static str, Node); 2] = [
@@ -205,6 +208,11 @@ impl InodeTable {
         self.by_node.insert(node, i);
         self.by_ino.insert(i, node);
         i
+    }
+
+    /// The inode `node` has, without handing one out.
+    pub fn peek(&self, node: Node) -> Option<u64> {
+        self.by_node.get(&node).copied()
     }
 
     pub fn node(&self, ino: u64) -> Option<Node> {

@@ -2,11 +2,13 @@
 //! transition table, info records and domain XML. It depends on no other part
 //! of domfs and does no I/O.
 
+pub mod event;
 pub mod ids;
 pub mod info;
 pub mod state;
 pub mod xml;
 
+pub use event::{Event, EventKind, StopReason};
 pub use ids::{DomainId, DomainName, Uuid};
 pub use info::{DomainInfo, DomainRef, Hypervisor, NodeInfo, Version};
 pub use state::{Lifecycle, State};

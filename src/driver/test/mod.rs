@@ -11,13 +11,16 @@ pub mod image;
 
 use crate::driver::Driver;
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::Bus;
 use crate::model::xml::LifecycleAction;
 use crate::model::{
     DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, Lifecycle, NodeInfo, State,
     Uuid, Version,
 };
+use crate::model::{Event, EventKind, StopReason};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 pub use host::{default_host, load_host_file, HostSpec};
@@ -30,11 +33,18 @@ pub use host::{default_host, load_host_file, HostSpec};
 pub struct TestDriver {
     host: Mutex<Host>,
     changes: Mutex<()>,
+    /// Where every change is published (see `events`).
+    events: OnceLock<Bus>,
 }
 
+/// Domains are kept in a vector with indexes by UUID, name and id, so every
+/// lookup costs the same however many domains the host has.
 struct Host {
     node: NodeInfo,
     domains: Vec<TestDomain>,
+    by_uuid: HashMap<Uuid, usize>,
+    by_name: HashMap<String, usize>,
+    by_id: HashMap<DomainId, usize>,
     /// Ids are handed out on every start and never reused (libvirt's `nextDomID`).
     next_id: u32,
 }
@@ -149,10 +159,50 @@ impl TestDomain {
 
 impl Host {
     fn find(&self, dom: &DomainRef) -> Result<usize> {
-        self.domains
-            .iter()
-            .position(|d| d.uuid() == dom.uuid)
+        self.by_uuid
+            .get(&dom.uuid)
+            .copied()
             .ok_or_else(|| Error::no_domain(format!("no domain '{}' ({})", dom.name, dom.uuid)))
+    }
+
+    /// Adds a domain and indexes it.
+    fn push(&mut self, d: TestDomain) -> usize {
+        let idx = self.domains.len();
+        self.by_uuid.insert(d.uuid(), idx);
+        self.by_name.insert(d.name().to_string(), idx);
+        if let Some(l) = &d.live {
+            self.by_id.insert(l.id, idx);
+        }
+        self.domains.push(d);
+        idx
+    }
+
+    /// Removes the domain at `idx`; the last domain takes its place.
+    fn remove(&mut self, idx: usize) {
+        let d = self.domains.swap_remove(idx);
+        self.by_uuid.remove(&d.uuid());
+        self.by_name.remove(d.name());
+        if let Some(l) = &d.live {
+            self.by_id.remove(&l.id);
+        }
+        if let Some(moved) = self.domains.get(idx) {
+            self.by_uuid.insert(moved.uuid(), idx);
+            self.by_name.insert(moved.name().to_string(), idx);
+            if let Some(l) = &moved.live {
+                self.by_id.insert(l.id, idx);
+            }
+        }
+    }
+
+    /// Starts (Some) or stops (None) the domain at `idx`.
+    fn set_live(&mut self, idx: usize, live: Option<Live>) {
+        if let Some(old) = &self.domains[idx].live {
+            self.by_id.remove(&old.id);
+        }
+        if let Some(new) = &live {
+            self.by_id.insert(new.id, idx);
+        }
+        self.domains[idx].live = live;
     }
 
     fn list(&self, active: bool) -> Vec<DomainRef> {
@@ -173,19 +223,17 @@ impl Host {
     /// transient one is removed.
     fn stop(&mut self, idx: usize) {
         if self.domains[idx].persistent {
-            self.domains[idx].live = None;
+            self.set_live(idx, None);
         } else {
-            self.domains.remove(idx);
+            self.remove(idx);
         }
     }
 
     /// Where `def` would go: the index of an existing domain it names, or
     /// None for a new one. Name and UUID must agree with any existing domain.
     fn place(&self, def: &DomainDef) -> Result<Option<usize>> {
-        let by_name = self.domains.iter().position(|d| d.name() == def.name);
-        let by_uuid = def
-            .uuid
-            .and_then(|u| self.domains.iter().position(|d| d.uuid() == u));
+        let by_name = self.by_name.get(&def.name).copied();
+        let by_uuid = def.uuid.and_then(|u| self.by_uuid.get(&u).copied());
         match (by_name, by_uuid, def.uuid) {
             (Some(n), Some(u), _) if n == u => Ok(Some(n)),
             (Some(n), _, Some(uuid)) => Err(Error::new(
@@ -230,17 +278,14 @@ impl Host {
         let live = Live::start(id, def.clone());
         let idx = match slot {
             Some(i) => {
-                self.domains[i].live = Some(live);
+                self.set_live(i, Some(live));
                 i
             }
-            None => {
-                self.domains.push(TestDomain {
-                    persistent,
-                    config: def,
-                    live: Some(live),
-                });
-                self.domains.len() - 1
-            }
+            None => self.push(TestDomain {
+                persistent,
+                config: def,
+                live: Some(live),
+            }),
         };
         Ok(self.domains[idx].reference())
     }
@@ -251,6 +296,9 @@ impl TestDriver {
         let mut host = Host {
             node: spec.node,
             domains: Vec::new(),
+            by_uuid: HashMap::new(),
+            by_name: HashMap::new(),
+            by_id: HashMap::new(),
             next_id: 1,
         };
         for def in spec.domains {
@@ -259,6 +307,7 @@ impl TestDriver {
         Ok(TestDriver {
             host: Mutex::new(host),
             changes: Mutex::new(()),
+            events: OnceLock::new(),
         })
     }
 
@@ -282,27 +331,41 @@ impl TestDriver {
         self.changes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on the domain `dom` names after checking the state table.
-    fn with_domain<T>(
+    /// Runs `f` on the domain `dom` names after checking the state table,
+    /// then publishes the event `f` names, if any, for the domain as it was.
+    fn with_domain(
         &self,
         dom: &DomainRef,
         op: Lifecycle,
-        f: impl FnOnce(&mut Host, usize) -> Result<T>,
-    ) -> Result<T> {
+        f: impl FnOnce(&mut Host, usize) -> Result<Option<EventKind>>,
+    ) -> Result<()> {
         let _changing = self.changing();
         let mut host = self.host();
         let idx = host.find(dom)?;
         host.domains[idx].check(op)?;
-        f(&mut host, idx)
+        let before = host.domains[idx].reference();
+        let kind = f(&mut host, idx)?;
+        drop(host);
+        if let Some(kind) = kind {
+            self.emit(kind, &before);
+        }
+        Ok(())
     }
 
-    fn lookup(&self, pred: impl Fn(&TestDomain) -> bool, what: String) -> Result<DomainRef> {
-        self.host()
-            .domains
-            .iter()
-            .find(|d| pred(d))
-            .map(TestDomain::reference)
+    /// The domain an index finds, or "no domain with WHAT".
+    fn lookup(&self, find: impl Fn(&Host) -> Option<usize>, what: String) -> Result<DomainRef> {
+        let host = self.host();
+        find(&host)
+            .map(|i| host.domains[i].reference())
             .ok_or_else(|| Error::no_domain(format!("no domain with {what}")))
+    }
+
+    /// Publishes a change (after it is made, with the domain as it was
+    /// named and numbered when the change happened).
+    fn emit(&self, kind: EventKind, dom: &DomainRef) {
+        if let Some(bus) = self.events.get() {
+            bus.publish(Event::now(kind, dom.name.as_str(), dom.id, dom.uuid));
+        }
     }
 }
 
@@ -329,6 +392,15 @@ impl Driver for TestDriver {
         "test"
     }
 
+    fn publish_to(&self, bus: Bus) {
+        let _ = self.events.set(bus);
+    }
+
+    /// Every change to a test host is made here, so every one is published.
+    fn sees_every_change(&self) -> bool {
+        true
+    }
+
     fn list_active(&self) -> Result<Vec<DomainRef>> {
         Ok(self.host().list(true))
     }
@@ -338,18 +410,15 @@ impl Driver for TestDriver {
     }
 
     fn lookup_by_name(&self, name: &str) -> Result<DomainRef> {
-        self.lookup(|d| d.name() == name, format!("name '{name}'"))
+        self.lookup(|h| h.by_name.get(name).copied(), format!("name '{name}'"))
     }
 
     fn lookup_by_id(&self, id: DomainId) -> Result<DomainRef> {
-        self.lookup(
-            |d| d.live.as_ref().is_some_and(|l| l.id == id),
-            format!("id {id}"),
-        )
+        self.lookup(|h| h.by_id.get(&id).copied(), format!("id {id}"))
     }
 
     fn lookup_by_uuid(&self, uuid: Uuid) -> Result<DomainRef> {
-        self.lookup(|d| d.uuid() == uuid, format!("uuid {uuid}"))
+        self.lookup(|h| h.by_uuid.get(&uuid).copied(), format!("uuid {uuid}"))
     }
 
     fn domain_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
@@ -402,7 +471,9 @@ impl Driver for TestDriver {
 
     fn create_xml(&self, def: DomainDef) -> Result<DomainRef> {
         let _changing = self.changing();
-        self.host().launch(def, false)
+        let dom = self.host().launch(def, false)?;
+        self.emit(EventKind::Started, &dom);
+        Ok(dom)
     }
 
     /// A new name and UUID define a new shut-off domain; the name and UUID of
@@ -427,15 +498,17 @@ impl Driver for TestDriver {
                 if def.uuid.is_none() {
                     def.set_uuid(Some(Uuid::generate()));
                 }
-                host.domains.push(TestDomain {
+                host.push(TestDomain {
                     persistent: true,
                     config: def,
                     live: None,
-                });
-                host.domains.len() - 1
+                })
             }
         };
-        Ok(host.domains[idx].reference())
+        let dom = host.domains[idx].reference();
+        drop(host);
+        self.emit(EventKind::Defined, &dom);
+        Ok(dom)
     }
 
     /// Only a shut-off domain can be undefined. libvirt 9's test driver would
@@ -443,25 +516,31 @@ impl Driver for TestDriver {
     /// which refuses, so `rmdir` on a running domain fails with EBUSY.
     fn undefine(&self, dom: &DomainRef) -> Result<()> {
         self.with_domain(dom, Lifecycle::Undefine, |host, idx| {
-            host.domains.remove(idx);
-            Ok(())
+            host.remove(idx);
+            Ok(Some(EventKind::Undefined))
         })
     }
 
     fn start(&self, dom: &DomainRef) -> Result<()> {
-        self.with_domain(dom, Lifecycle::Start, |host, idx| {
+        let _changing = self.changing();
+        let started = {
+            let mut host = self.host();
+            let idx = host.find(dom)?;
+            host.domains[idx].check(Lifecycle::Start)?;
             let id = host.take_id();
             let def = host.domains[idx].config.clone();
-            host.domains[idx].live = Some(Live::start(id, def));
-            Ok(())
-        })
+            host.set_live(idx, Some(Live::start(id, def)));
+            host.domains[idx].reference()
+        };
+        self.emit(EventKind::Started, &started);
+        Ok(())
     }
 
     /// Immediate, as in libvirt's test driver: the domain is shut off at once.
     fn shutdown(&self, dom: &DomainRef) -> Result<()> {
         self.with_domain(dom, Lifecycle::Shutdown, |host, idx| {
             host.stop(idx);
-            Ok(())
+            Ok(Some(EventKind::Stopped(StopReason::Shutdown)))
         })
     }
 
@@ -471,17 +550,23 @@ impl Driver for TestDriver {
         self.with_domain(dom, Lifecycle::Reboot, |host, idx| {
             let restart = lifecycle_running(host.domains[idx].current_def().on_reboot);
             match host.domains[idx].live.as_mut() {
-                Some(live) if restart => live.set_state(State::Running),
-                _ => host.stop(idx),
+                Some(live) if restart => {
+                    let was_paused = live.state == State::Paused;
+                    live.set_state(State::Running);
+                    Ok(was_paused.then_some(EventKind::Resumed))
+                }
+                _ => {
+                    host.stop(idx);
+                    Ok(Some(EventKind::Stopped(StopReason::Shutdown)))
+                }
             }
-            Ok(())
         })
     }
 
     fn destroy(&self, dom: &DomainRef) -> Result<()> {
         self.with_domain(dom, Lifecycle::Destroy, |host, idx| {
             host.stop(idx);
-            Ok(())
+            Ok(Some(EventKind::Stopped(StopReason::Destroyed)))
         })
     }
 
@@ -490,7 +575,7 @@ impl Driver for TestDriver {
             if let Some(live) = host.domains[idx].live.as_mut() {
                 live.set_state(State::Paused);
             }
-            Ok(())
+            Ok(Some(EventKind::Suspended))
         })
     }
 
@@ -499,7 +584,7 @@ impl Driver for TestDriver {
             if let Some(live) = host.domains[idx].live.as_mut() {
                 live.set_state(State::Running);
             }
-            Ok(())
+            Ok(Some(EventKind::Resumed))
         })
     }
 
@@ -518,9 +603,14 @@ impl Driver for TestDriver {
             image::encode(&d.current_def().to_xml()).map_err(Error::invalid)?
         };
         write_image(path, &bytes)?;
-        let mut host = self.host();
-        let idx = host.find(dom)?;
-        host.stop(idx);
+        let stopped = {
+            let mut host = self.host();
+            let idx = host.find(dom)?;
+            let before = host.domains[idx].reference();
+            host.stop(idx);
+            before
+        };
+        self.emit(EventKind::Stopped(StopReason::Saved), &stopped);
         Ok(())
     }
 
@@ -539,7 +629,9 @@ impl Driver for TestDriver {
             ))
         })?;
         let _changing = self.changing();
-        self.host().launch(def, false)
+        let dom = self.host().launch(def, false)?;
+        self.emit(EventKind::Started, &dom);
+        Ok(dom)
     }
 
     fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
@@ -552,7 +644,7 @@ impl Driver for TestDriver {
                 )));
             }
             def.set_current_memory_kib(Some(kib));
-            Ok(())
+            Ok(Some(EventKind::MemoryChanged))
         })
     }
 
@@ -566,7 +658,7 @@ impl Driver for TestDriver {
                 def.set_current_memory_kib(Some(kib));
             }
             def.set_memory_kib(kib);
-            Ok(())
+            Ok(Some(EventKind::MemoryChanged))
         })
     }
 
@@ -582,7 +674,8 @@ impl Driver for TestDriver {
                 )));
             }
             def.set_current_vcpus((count != def.vcpus).then_some(count))
-                .map_err(|e| Error::invalid(e.to_string()))
+                .map_err(|e| Error::invalid(e.to_string()))?;
+            Ok(Some(EventKind::VcpusChanged))
         })
     }
 }
