@@ -3,6 +3,7 @@
 //! hang of other connections, or unbounded memory. And the client survives
 //! a daemon restart: requests fail fast while it is down, and its watches
 //! come back with it.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 mod xen_common;
