@@ -6,8 +6,11 @@
 //! guests (the host model writes the tree as a toolstack would).
 
 use domfs::driver::xenstore::wire::{Access, ErrName, Perm};
-use std::collections::HashMap;
-use std::sync::mpsc::{Sender, SyncSender, TrySendError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 /// Which 4.17 daemon to behave like where the two differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +55,56 @@ impl Caller {
     }
 }
 
+/// A connection's pending watch events, bounded. Its writer sends them
+/// before the next reply, so an event never trails a reply to a later
+/// request, as with the daemons' single output queue.
+pub struct EventQueue {
+    q: Mutex<VecDeque<(String, String)>>,
+    ready: Condvar,
+    cap: usize,
+    pub closed: AtomicBool,
+}
+
+impl EventQueue {
+    pub fn new(cap: usize) -> EventQueue {
+        EventQueue {
+            q: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            cap,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues an event; false (and the event dropped) when full.
+    pub fn push(&self, ev: (String, String)) -> bool {
+        let mut q = self.q.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= self.cap {
+            return false;
+        }
+        q.push_back(ev);
+        self.ready.notify_one();
+        true
+    }
+
+    pub fn take_all(&self) -> Vec<(String, String)> {
+        let mut q = self.q.lock().unwrap_or_else(|p| p.into_inner());
+        q.drain(..).collect()
+    }
+
+    /// Waits until something is queued, the queue is closed, or `t` passed.
+    pub fn wait(&self, t: Duration) {
+        let q = self.q.lock().unwrap_or_else(|p| p.into_inner());
+        if q.is_empty() && !self.closed.load(Ordering::SeqCst) {
+            let _ = self.ready.wait_timeout(q, t);
+        }
+    }
+}
+
 /// Where a watch's events go.
 #[derive(Clone)]
 pub enum Sink {
-    /// A client connection: (path, token) pairs its writer sends.
-    Conn(SyncSender<(String, String)>),
+    /// A client connection.
+    Conn(std::sync::Arc<EventQueue>),
     /// The host model inside the simulator.
     Host(Sender<(String, String)>),
 }
@@ -556,8 +604,8 @@ impl Store {
         };
         let ev = (epath, w.token.clone());
         match &w.sink {
-            Sink::Conn(tx) => {
-                if let Err(TrySendError::Full(_)) = tx.try_send(ev) {
+            Sink::Conn(q) => {
+                if !q.push(ev) {
                     log::warn!(
                         "connection {}: event queue full, event dropped",
                         w.caller.conn
