@@ -100,3 +100,37 @@ fn misses_rescan_only_after_domains_come_or_go() {
         ErrorKind::NoDomain
     );
 }
+
+/// A host file chooses the starting guests: one spec a line, comments and
+/// blank lines skipped; an HVM guest has no kernel in its image.
+#[test]
+fn a_host_file_chooses_the_guests() {
+    let file = std::env::temp_dir().join(format!("domfs-sim-host-{}.txt", std::process::id()));
+    std::fs::write(
+        &file,
+        "# two guests\nweb,memory=300,vcpus=3\n\nwin,type=hvm,memory=1024,uuid=0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    let sim = Sim::start(&["--host", file.to_str().unwrap()]);
+    let d = XenstoreDriver::open(&sim.socket(), Duration::from_secs(5)).unwrap();
+    let names: Vec<String> = d
+        .list_active()
+        .unwrap()
+        .into_iter()
+        .map(|x| x.name.0)
+        .collect();
+    assert_eq!(names, ["Domain-0", "web", "win"]);
+    let web = d.lookup_by_name("web").unwrap();
+    let info = d.domain_info(&web).unwrap();
+    assert_eq!((info.memory_kib, info.vcpus), (307200, 3));
+    let win = d
+        .lookup_by_uuid(Uuid::parse("0123456789abcdef0123456789abcdef").unwrap())
+        .unwrap();
+    assert_eq!(d.domain_os_type(&win).unwrap(), "hvm");
+    let xml = d.domain_xml(&win).unwrap().to_xml();
+    assert!(
+        xml.contains("<type>hvm</type>") && !xml.contains("<kernel>"),
+        "{xml}"
+    );
+    let _ = std::fs::remove_file(&file);
+}
