@@ -233,11 +233,15 @@ impl Client {
         for req in reqs {
             waits.push(Inner::send(inner, tx, req));
         }
+        // One deadline for the whole batch: a dead daemon costs one timeout,
+        // not one per request.
+        let deadline = std::time::Instant::now() + inner.timeout;
         waits
             .into_iter()
             .map(|w| {
                 let (id, rx) = w?;
-                let reply = match rx.recv_timeout(inner.timeout) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let reply = match rx.recv_timeout(left) {
                     Ok(m) => Ok(m),
                     Err(RecvTimeoutError::Timeout) => Err(ClientError::TimedOut),
                     Err(RecvTimeoutError::Disconnected) => Err(ClientError::NotConnected(
