@@ -180,15 +180,25 @@ impl Host {
             let _ = s.mkdir(TOOLSTACK, 0, dir);
             let _ = s.set_perms(TOOLSTACK, 0, dir, &n0);
         }
-        let kib = (mib * 1024).to_string();
         for (k, v) in [
             ("/local/domain/0/domid", "0"),
             ("/local/domain/0/name", "Domain-0"),
             ("/local/pool/0/name", "Pool-0"),
-            ("/local/domain/0/memory/target", kib.as_str()),
-            ("/local/domain/0/memory/static-max", kib.as_str()),
         ] {
             let _ = s.write(TOOLSTACK, 0, k, v.as_bytes());
+        }
+        // libxl writes dom0's memory keys the first time it reads or sets
+        // dom0's target; 0 MiB stands for a fresh boot, without them.
+        if mib > 0 {
+            let kib = (mib * 1024).to_string();
+            for k in ["target", "static-max"] {
+                let _ = s.write(
+                    TOOLSTACK,
+                    0,
+                    &format!("/local/domain/0/memory/{k}"),
+                    kib.as_bytes(),
+                );
+            }
         }
     }
 
