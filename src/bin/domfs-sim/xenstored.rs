@@ -152,6 +152,25 @@ fn handle(
                 Err(ErrName::Eacces)
             }
         };
+        // `@` names are watch paths, and permission targets for the two
+        // special ones; as node paths they are invalid.
+        let node_path = match &req {
+            Request::Read(p)
+            | Request::Directory(p)
+            | Request::Mkdir(p)
+            | Request::Rm(p)
+            | Request::Write { path: p, .. }
+            | Request::DirectoryPart { path: p, .. } => Some(p.as_str()),
+            Request::GetPerms(p) | Request::SetPerms { path: p, .. }
+                if p != crate::store::INTRODUCE && p != crate::store::RELEASE =>
+            {
+                Some(p.as_str())
+            }
+            _ => None,
+        };
+        if node_path.is_some_and(|p| p.starts_with('@')) {
+            return Err(ErrName::Einval);
+        }
         Ok(match req {
             Request::Read(p) => s.read(caller, tx, &p)?,
             Request::Directory(p) => wire::encode_directory(&s.directory(caller, tx, &p)?.1),
