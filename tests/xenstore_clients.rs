@@ -570,9 +570,15 @@ fn special_watches_need_permission_for_guests() {
     });
     g.watch("@releaseDomain", "r").unwrap();
     Sim::wait_for(5, "the initial event", || events.lock().unwrap().len() == 1);
+    let b = Client::connect(&sim.guest_socket(2), Duration::from_secs(5)).unwrap();
+    assert_eq!(b.read_string(0, "name").unwrap(), "b");
     d0.write(0, "/local/domain/2/control/shutdown", b"poweroff")
         .unwrap();
     Sim::wait_for(10, "b to go", || d0.read(0, "/local/domain/2").is_err());
+    // A destroyed guest's connection goes with it.
+    Sim::wait_for(5, "b's connection to close", || {
+        matches!(b.read(0, "name"), Err(ClientError::NotConnected(_)))
+    });
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(events.lock().unwrap().len(), 1, "no access, no event");
     let grant: Vec<Perm> = ["n0", "r1"]
