@@ -7,6 +7,7 @@
 //! `DomainInfo`, `DomainDef`, ...) and the one `Error` type.
 
 pub mod test;
+pub mod xend;
 
 use crate::error::{Error, Result};
 use crate::model::{DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, Uuid};

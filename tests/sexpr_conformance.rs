@@ -1,0 +1,148 @@
+//! libvirt's own xend conversion pairs (../shared/conformance/libvirt-sexpr),
+//! run in both directions through the xend driver's converters.
+//!
+//! Equivalence is by parsed trees: XML elements in order with attributes
+//! unordered and layout white space ignored; SXP lists in order with atoms
+//! compared as values (so `'x'` and `x` are the same atom). Inputs are read
+//! as libvirt's harness read them: a line ending in backslash-newline loses
+//! both characters. The SXP parser is handed the xenstore values libvirt's
+//! harness passed: no tty, VNC port -1.
+
+use domfs::driver::xend::sxp::{self, Sexpr};
+use domfs::driver::xend::to_sxp::domain_to_sexpr;
+use domfs::driver::xend::to_xml::{domain_from_sexpr, Extra};
+use domfs::model::xml::{parse_tree, Element, Node};
+use domfs::model::DomainDef;
+use std::path::{Path, PathBuf};
+
+/// Pairs that do not pass, with the reason. The test fails if one of these
+/// starts passing (so the list stays true) or if any other pair fails.
+const KNOWN_FAILURES: &[(&str, &str, &str)] = &[];
+
+/// Pairs left out, with the reason (only harness_calls 0 qualifies).
+fn left_out(harness_calls: &str, note: &str) -> Option<String> {
+    (harness_calls == "0").then(|| format!("libvirt's harness did not run it ({note})"))
+}
+
+fn corpus() -> Option<PathBuf> {
+    let candidates = [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/libvirt-sexpr"),
+        PathBuf::from("/work/shared/conformance/libvirt-sexpr"),
+    ];
+    if let Some(dir) = candidates.iter().find(|d| d.join("pairs.tsv").is_file()) {
+        return Some(dir.clone());
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("../shared/conformance/libvirt-sexpr is missing and CI=true");
+    }
+    println!("skipped: ../shared/conformance/libvirt-sexpr is not present on this machine");
+    None
+}
+
+/// The file as libvirt's harness loaded it.
+fn load(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.replace("\\\n", "")
+}
+
+/// Attributes sorted, recursively: their order carries no meaning.
+fn normalize(e: &Element) -> Element {
+    let mut out = Element::new(e.name.clone());
+    out.attrs = e.attrs.clone();
+    out.attrs.sort();
+    for c in &e.children {
+        out.children.push(match c {
+            Node::Element(c) => Node::Element(normalize(c)),
+            Node::Text(t) => Node::Text(t.clone()),
+        });
+    }
+    out
+}
+
+fn xml_tree(text: &str) -> Result<Element, String> {
+    parse_tree(text)
+        .map(|e| normalize(&e))
+        .map_err(|e| e.to_string())
+}
+
+fn sexpr2xml(input: &str, expected: &str) -> Result<(), String> {
+    let s = sxp::parse_lenient(input.as_bytes()).map_err(|e| format!("input: {e}"))?;
+    let extra = Extra {
+        tty: None,
+        vnc_port: None,
+    };
+    let def = domain_from_sexpr(&s, &extra).map_err(|e| format!("conversion: {e}"))?;
+    let got = def.to_xml();
+    if xml_tree(&got)? == xml_tree(expected)? {
+        Ok(())
+    } else {
+        Err(format!("XML differs; got:\n{got}"))
+    }
+}
+
+fn xml2sexpr(input: &str, expected: &str) -> Result<(), String> {
+    let def = DomainDef::parse(input).map_err(|e| format!("input: {e}"))?;
+    let got = domain_to_sexpr(&def).map_err(|e| format!("conversion: {e}"))?;
+    let want: Sexpr =
+        sxp::parse_lenient(expected.as_bytes()).map_err(|e| format!("expected: {e}"))?;
+    // The printed text must read back to the same tree (quoting is sound).
+    let reread = sxp::parse(got.to_text().as_bytes()).map_err(|e| format!("reread: {e}"))?;
+    if reread != got {
+        return Err(format!("printed SXP reads back differently: {got}"));
+    }
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("SXP differs;\n got: {got}\nwant: {want}"))
+    }
+}
+
+#[test]
+fn libvirt_sexpr_pairs_both_directions() {
+    let Some(dir) = corpus() else { return };
+    let table = std::fs::read_to_string(dir.join("pairs.tsv")).unwrap();
+    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut unexpected: Vec<String> = Vec::new();
+    let mut rows = 0;
+    for line in table.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert!(f.len() >= 11, "short row in pairs.tsv: {line}");
+        let (direction, name, input, expected, calls, note) = (f[0], f[1], f[2], f[3], f[4], f[10]);
+        rows += 1;
+        if let Some(reason) = left_out(calls, note) {
+            println!("left out: {direction} {name}: {reason}");
+            continue;
+        }
+        let input = load(&dir.join(input));
+        let expected = load(&dir.join(expected));
+        let result = match direction {
+            "sexpr2xml" => sexpr2xml(&input, &expected),
+            "xml2sexpr" => xml2sexpr(&input, &expected),
+            other => panic!("unknown direction {other}"),
+        };
+        let known = KNOWN_FAILURES
+            .iter()
+            .find(|(d, n, _)| *d == direction && *n == name);
+        match (result, known) {
+            (Ok(()), None) => passed += 1,
+            (Ok(()), Some(_)) => {
+                passed += 1;
+                unexpected.push(format!(
+                    "{direction} {name}: passes but is listed as failing"
+                ));
+            }
+            (Err(e), Some((_, _, reason))) => {
+                failed += 1;
+                println!("known failure: {direction} {name}: {reason}");
+                let _ = e;
+            }
+            (Err(e), None) => {
+                failed += 1;
+                unexpected.push(format!("{direction} {name}: {e}"));
+            }
+        }
+    }
+    assert_eq!(rows, 101, "pairs.tsv should list 101 cases");
+    println!("{passed} passed, {failed} failed");
+    assert!(unexpected.is_empty(), "{}", unexpected.join("\n\n"));
+}
