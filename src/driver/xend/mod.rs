@@ -2,6 +2,7 @@
 //! over a unix socket or TCP and describes domains in S-expressions.
 
 pub mod chr;
+pub mod http;
 pub mod sxp;
 pub mod to_sxp;
 pub mod to_xml;
