@@ -321,7 +321,7 @@ impl Client {
         Client {
             endpoint,
             connect_timeout: Duration::from_secs(3),
-            request_timeout: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(10),
             max_body: 1 << 20,
         }
     }
