@@ -146,3 +146,47 @@ fn libvirt_sexpr_pairs_both_directions() {
     println!("{passed} passed, {failed} failed");
     assert!(unexpected.is_empty(), "{}", unexpected.join("\n\n"));
 }
+
+/// Every prefix and a byte-flipped copy of every SXP and XML input either
+/// converts or gives an error: nothing panics.
+#[test]
+fn damaged_inputs_never_panic() {
+    let Some(dir) = corpus() else { return };
+    let mut tried = 0usize;
+    for sub in ["sexpr2xml", "xml2sexpr"] {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(dir.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for path in names {
+            let text = load(&path);
+            let is_sexpr = path.extension().is_some_and(|e| e == "sexpr");
+            let bytes = text.as_bytes();
+            let step = (bytes.len() / 97).max(1);
+            for cut in (0..bytes.len()).step_by(step) {
+                let mut flipped = bytes.to_vec();
+                flipped[cut] = match flipped[cut] {
+                    b'(' => b')',
+                    b')' => b'(',
+                    b'\'' => b' ',
+                    b'<' => b'>',
+                    _ => b'\'',
+                };
+                for variant in [&bytes[..cut], &flipped[..]] {
+                    tried += 1;
+                    if is_sexpr {
+                        if let Ok(s) = sxp::parse_lenient(variant) {
+                            let _ = domain_from_sexpr(&s, &Extra::default());
+                        }
+                    } else if let Ok(def) = DomainDef::parse(&String::from_utf8_lossy(variant)) {
+                        if let Ok(s) = domain_to_sexpr(&def) {
+                            assert_eq!(sxp::parse(s.to_text().as_bytes()).unwrap(), s);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(tried > 10_000, "only {tried} variants");
+}
