@@ -24,6 +24,9 @@ use http::{form_encode, percent_encode, Client, Endpoint, Response};
 use std::path::Path;
 use sxp::Sexpr;
 
+/// xend answers 413 to a POST body over this many bytes.
+pub const XEND_MAX_POST: usize = 10000;
+
 pub struct XendDriver {
     client: Client,
 }
@@ -77,10 +80,10 @@ pub fn domain_ref(rec: &Sexpr) -> Result<DomainRef> {
 
 /// `virDomainInfo` from a domain record (xend speaks MiB and seconds).
 pub fn info_of(rec: &Sexpr) -> DomainInfo {
-    let mib = |k: &str| rec.get_int(k).filter(|v| *v > 0).unwrap_or(0) as u64;
+    let mib = |k: &str| rec.get_int(k).unwrap_or(0).clamp(0, 1 << 40) as u64;
     let memory = mib("memory");
     let max = mib("maxmem").max(memory);
-    let vcpus = rec.get_int("vcpus").filter(|v| *v > 0).unwrap_or(1) as u32;
+    let vcpus = rec.get_int("vcpus").unwrap_or(1).clamp(1, 4096) as u32;
     let online = match rec.get_int("vcpu_avail") {
         Some(mask) => (mask as u64).count_ones().clamp(1, vcpus),
         None => vcpus,
@@ -101,27 +104,37 @@ pub fn info_of(rec: &Sexpr) -> DomainInfo {
 /// `virNodeInfo` from `/xend/node/`, with libvirt 0.10.2's socket
 /// arithmetic for xend that no longer reports sockets_per_node.
 pub fn node_info_of(node: &Sexpr) -> Result<NodeInfo> {
-    let int = |k: &str| node.get_int(k).filter(|v| *v > 0).map(|v| v as u32);
+    let int = |k: &str| {
+        node.get_int(k)
+            .filter(|v| *v > 0)
+            .map(|v| v.min(i64::from(u32::MAX)) as u32)
+    };
     let cpus = int("nr_cpus").ok_or_else(|| Error::backend("xend node record without nr_cpus"))?;
     let nodes = int("nr_nodes").unwrap_or(1);
     let cores = int("cores_per_socket").unwrap_or(1);
     let threads = int("threads_per_core").unwrap_or(1);
-    let mut sockets =
-        int("sockets_per_node").unwrap_or_else(|| (cpus / (nodes * cores * threads)).max(1));
+    let per_socket = u64::from(cores).saturating_mul(u64::from(threads));
+    let guess = (u64::from(cpus) / u64::from(nodes).saturating_mul(per_socket)).max(1);
+    let mut sockets = u64::from(int("sockets_per_node").unwrap_or(guess as u32));
     let mut nodes_out = nodes;
-    if nodes * sockets * cores * threads != cpus {
+    if u64::from(nodes)
+        .saturating_mul(sockets)
+        .saturating_mul(per_socket)
+        != u64::from(cpus)
+    {
         nodes_out = 1;
-        sockets = (cpus / (cores * threads)).max(1);
+        sockets = (u64::from(cpus) / per_socket).max(1);
     }
+    let total = node.get_int("total_memory").unwrap_or(0).clamp(0, 1 << 40) as u64;
     Ok(NodeInfo {
         model: node.get("machine").unwrap_or("").chars().take(31).collect(),
         cpus,
         mhz: int("cpu_mhz").unwrap_or(0),
         nodes: nodes_out,
-        sockets,
+        sockets: sockets.min(u64::from(u32::MAX)) as u32,
         cores,
         threads,
-        memory_kib: (node.get_int("total_memory").unwrap_or(0).max(0) as u64) << 10,
+        memory_kib: total << 10,
     })
 }
 
@@ -219,6 +232,12 @@ impl XendDriver {
 
     fn post(&self, path: &str, params: &[(&str, &str)]) -> Result<Response> {
         let body = form_encode(params);
+        if body.len() > XEND_MAX_POST {
+            return Err(Error::invalid(format!(
+                "the request is {} bytes once encoded; xend takes at most {XEND_MAX_POST}",
+                body.len()
+            )));
+        }
         let op = params
             .iter()
             .find(|(k, _)| *k == "op")
@@ -554,6 +573,12 @@ mod tests {
             (8, 1, 4, 2, 16 << 20)
         );
         assert!(node_info_of(&rec("(node)")).is_err());
+        let hostile = node_info_of(&rec(
+            "(node (nr_cpus 99999999999) (nr_nodes 4294967295) (cores_per_socket 4294967295) \
+             (threads_per_core 4294967295) (total_memory 99999999999999999))",
+        ))
+        .unwrap();
+        assert_eq!(hostile.nodes, 1);
     }
 
     #[test]

@@ -81,8 +81,9 @@ pub fn domain_from_sexpr(root: &Sexpr, extra: &Extra) -> Result<DomainDef> {
     }
 
     // Memory: MiB in xend, KiB in libvirt.
-    let mem = root.get_int("memory").filter(|m| *m > 0);
-    let max = root.get_int("maxmem").filter(|m| *m > 0);
+    // Up to 2^40 MiB, so KiB values cannot overflow.
+    let mem = root.get_int("memory").filter(|m| (1..=1 << 40).contains(m));
+    let max = root.get_int("maxmem").filter(|m| (1..=1 << 40).contains(m));
     let (cur, max) = match (mem, max) {
         (None, None) => return Err(bad("no (memory) or (maxmem)")),
         (Some(c), None) => (c, c),
