@@ -208,6 +208,8 @@ pub fn domain_to_sexpr(def: &DomainDef) -> Result<Sexpr> {
         image.push(pair("rtc_timeoffset", rtc.to_string()));
         image.push(pair("localtime", lt));
     } else {
+        // Beside a bootloader the kernel is the bootloader's business (a
+        // running domain shows the one it extracted): only args are sent.
         image.push(Sexpr::atom("linux"));
         if def.bootloader.is_none() {
             push_opt(&mut image, "kernel", def.os.kernel.as_deref());
@@ -217,6 +219,8 @@ pub fn domain_to_sexpr(def: &DomainDef) -> Result<Sexpr> {
         if def.bootloader.is_none() {
             push_opt(&mut image, "root", def.os.root.as_deref());
         }
+        // PV device models (xend 3.0.4+) for the PV framebuffer.
+        push_opt(&mut image, "device_model", emulator(root).as_deref());
         image.push(pair("localtime", lt));
     }
     vm.push(Sexpr::node("image", vec![Sexpr::List(image)]));
@@ -470,7 +474,7 @@ fn vif_sexpr(n: &Element) -> Result<Sexpr> {
             let bridge = attr("source", "bridge")
                 .ok_or_else(|| invalid("a bridge <interface> has no <source bridge=...>"))?;
             items.push(pair("bridge", bridge));
-            items.push(pair("script", script.unwrap_or("vif-bridge")));
+            push_opt(&mut items, "script", script);
         }
         "ethernet" => push_opt(&mut items, "script", script),
         other => {
@@ -552,7 +556,7 @@ mod tests {
         assert_eq!(s.get("image/linux/args"), Some("root=/dev/xvda1 ro"));
         let text = s.to_text();
         assert!(text.contains("(uname 'file:/img (1).raw')"), "{text}");
-        assert!(text.contains("(script vif-bridge)"), "{text}");
+        assert!(text.contains("(bridge xenbr0)"), "{text}");
     }
 
     #[test]
