@@ -217,6 +217,48 @@ fn driver_calls_over_the_unix_socket_and_tcp() {
     assert!(d.list_defined().unwrap().is_empty());
 }
 
+/// The protocol doc's minimal HVM example, defined, started and read back.
+#[test]
+fn hvm_domain_defined_started_and_read_back() {
+    let sim = Sim::start();
+    let d = XendDriver::from_url(&sim.unix()).unwrap();
+    let xml = "<domain type='xen'>\n  <name>hvm1</name>\n  <memory>524288</memory>\n  <vcpu>2</vcpu>\n  \
+        <os><type>hvm</type><loader>/usr/lib/xen/boot/hvmloader</loader><boot dev='cdrom'/></os>\n  \
+        <features><pae/><acpi/><apic/></features>\n  <clock offset='localtime'/>\n  <devices>\n    \
+        <emulator>/usr/lib/xen/bin/qemu-dm</emulator>\n    \
+        <disk type='block' device='disk'><source dev='/dev/vg0/hvm1'/><target dev='hda'/></disk>\n    \
+        <disk type='file' device='cdrom'><source file='/srv/iso/install.iso'/><target dev='hdc'/><readonly/></disk>\n    \
+        <interface type='bridge'><source bridge='xenbr0'/><mac address='00:16:3e:00:00:02'/></interface>\n    \
+        <input type='tablet' bus='usb'/>\n    <graphics type='vnc' port='-1' autoport='yes' keymap='en-us'/>\n    \
+        <serial type='pty'><target port='0'/></serial>\n    <sound model='es1370'/>\n  </devices>\n</domain>\n";
+    let def = domfs::model::DomainDef::parse(xml).unwrap();
+    let dom = d.define_xml(def).unwrap();
+    assert_eq!(d.domain_info(&dom).unwrap().state, State::ShutOff);
+    d.start(&dom).unwrap();
+    let dom = d.lookup_by_name("hvm1").unwrap();
+    assert_eq!(d.domain_os_type(&dom).unwrap(), "hvm");
+    let back = d.domain_xml(&dom).unwrap().to_xml();
+    for want in [
+        "<loader type='rom'>/usr/lib/xen/boot/hvmloader</loader>",
+        "<boot dev='cdrom'/>",
+        "<acpi/>",
+        "<clock offset='variable' adjustment='0' basis='localtime'/>",
+        "<source dev='/dev/vg0/hvm1'/>",
+        "<target dev='hdc' bus='ide'/>",
+        "<input type='tablet' bus='usb'/>",
+        "<graphics type='vnc' port='-1' autoport='yes' keymap='en-us'>",
+        "<sound model='es1370'/>",
+        "<serial type='pty'>",
+    ] {
+        assert!(back.contains(want), "{want} not in\n{back}");
+    }
+    if let Some(ls) = sim.xenstore_ls("/libxl") {
+        assert!(ls.contains("/type = \"hvm\""), "{ls}");
+    }
+    d.destroy(&dom).unwrap();
+    d.undefine(&d.lookup_by_name("hvm1").unwrap()).unwrap();
+}
+
 #[test]
 fn a_dead_xend_fails_fast_and_recovery_needs_no_remount() {
     let sim = Sim::start();
