@@ -108,6 +108,8 @@ pub struct Guest {
     pub domid: u32,
     pub spec: GuestSpec,
     stop: Arc<AtomicBool>,
+    /// Paused by the toolstack (the hypervisor's paused flag).
+    pub paused: bool,
 }
 
 pub struct Host {
@@ -250,7 +252,15 @@ impl Host {
             let _ = s.write(g, 0, "control/feature-suspend", b"1");
         }
         log::info!("guest {} started as domain {domid}", spec.name);
-        lock(&self.guests).insert(domid, Guest { domid, spec, stop });
+        lock(&self.guests).insert(
+            domid,
+            Guest {
+                domid,
+                spec,
+                stop,
+                paused: false,
+            },
+        );
         Ok(domid)
     }
 
@@ -444,6 +454,105 @@ impl Host {
         s.fire_special(RELEASE);
         log::info!("guest {} (domain {domid}) stopped", guest.spec.name);
         Some(guest.spec)
+    }
+}
+
+/// What a toolstack front (the xend API) asks of running guests. Each
+/// change lands where Xen's toolstack puts it: the hypervisor's paused flag
+/// here, memory and vCPUs in the guest's xenstore keys.
+impl Host {
+    pub fn guest(&self, domid: u32) -> Option<Guest> {
+        lock(&self.guests).get(&domid).cloned()
+    }
+
+    pub fn set_paused(&self, domid: u32, paused: bool) -> Result<(), String> {
+        let mut guests = lock(&self.guests);
+        let g = guests
+            .get_mut(&domid)
+            .ok_or_else(|| format!("no domain {domid}"))?;
+        g.paused = paused;
+        Ok(())
+    }
+
+    /// `control/shutdown` written as the toolstack does; the guest acts on it.
+    pub fn request_shutdown(&self, domid: u32, reason: &str) -> Result<(), String> {
+        self.guest(domid)
+            .ok_or_else(|| format!("no domain {domid}"))?;
+        let path = format!("/local/domain/{domid}/control/shutdown");
+        lock(&self.store)
+            .write(TOOLSTACK, 0, &path, reason.as_bytes())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Balloon target (`memory/target`) and, when given, `memory/static-max`.
+    pub fn set_memory(
+        &self,
+        domid: u32,
+        target_mib: Option<u64>,
+        max_mib: Option<u64>,
+    ) -> Result<(), String> {
+        let mut guests = lock(&self.guests);
+        let g = guests
+            .get_mut(&domid)
+            .ok_or_else(|| format!("no domain {domid}"))?;
+        let mut s = lock(&self.store);
+        let base = format!("/local/domain/{domid}/memory");
+        if let Some(m) = max_mib {
+            s.write(
+                TOOLSTACK,
+                0,
+                &format!("{base}/static-max"),
+                (m * 1024).to_string().as_bytes(),
+            )
+            .map_err(|e| e.to_string())?;
+            g.spec.maxmem_mib = m;
+        }
+        if let Some(t) = target_mib {
+            s.write(
+                TOOLSTACK,
+                0,
+                &format!("{base}/target"),
+                (t * 1024).to_string().as_bytes(),
+            )
+            .map_err(|e| e.to_string())?;
+            g.spec.memory_mib = t;
+        }
+        Ok(())
+    }
+
+    /// Brings vCPUs online or offline (`cpu/N/availability`).
+    pub fn set_vcpus(&self, domid: u32, online: u32) -> Result<(), String> {
+        let mut guests = lock(&self.guests);
+        let g = guests
+            .get_mut(&domid)
+            .ok_or_else(|| format!("no domain {domid}"))?;
+        if online == 0 || online > g.spec.max_vcpus {
+            return Err(format!(
+                "cannot set vcpus to {online}: the maximum is {}",
+                g.spec.max_vcpus
+            ));
+        }
+        let mut s = lock(&self.store);
+        for i in 0..g.spec.max_vcpus {
+            let state: &[u8] = if i < online { b"online" } else { b"offline" };
+            s.write(
+                TOOLSTACK,
+                0,
+                &format!("/local/domain/{domid}/cpu/{i}/availability"),
+                state,
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        g.spec.vcpus = online;
+        Ok(())
+    }
+
+    /// Dom0's memory target in KiB.
+    pub fn dom0_memory_kib(&self) -> u64 {
+        let v = lock(&self.store)
+            .read(TOOLSTACK, 0, "/local/domain/0/memory/target")
+            .unwrap_or_default();
+        String::from_utf8_lossy(&v).trim().parse().unwrap_or(0)
     }
 }
 

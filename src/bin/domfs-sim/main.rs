@@ -9,6 +9,7 @@
 
 mod host;
 mod store;
+mod xend;
 mod xenstored;
 
 use host::{GuestSpec, Host};
@@ -18,10 +19,11 @@ use std::time::Duration;
 use store::{Flavour, Store};
 
 const USAGE: &str = "usage: domfs-sim [--daemon oxenstored|xenstored] [--shutdown-delay MS] \
-[--dom0-memory MiB] [--host FILE] [--guest SPEC]... DIR
+[--dom0-memory MiB] [--xend-port PORT] [--host FILE] [--guest SPEC]... DIR
 
 Serves a simulated Xen 4.17 host's xenstore on DIR/xenstored/socket (dom0) and
-DIR/xenstored/domain-N (as guest N). Guests come from --guest flags and from a
+DIR/xenstored/domain-N (as guest N), and xend's HTTP API on DIR/xend-socket and
+on 127.0.0.1:PORT (--xend-port, default any free port, written to DIR/xend-port). Guests come from --guest flags and from a
 host FILE (one SPEC a line, '#' comments); with neither, guest1 and guest2 run.
 SPEC: NAME[,memory=MiB][,maxmem=MiB][,vcpus=N][,maxvcpus=N][,uuid=UUID]
       [,type=pv|hvm][,kernel=PATH][,ramdisk=PATH][,cmdline=TEXT]
@@ -37,6 +39,7 @@ struct Args {
     flavour: Flavour,
     delay: Duration,
     dom0_mib: u64,
+    xend_port: u16,
     guests: Vec<GuestSpec>,
 }
 
@@ -46,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
     let mut flavour = Flavour::Ocaml;
     let mut delay = Duration::from_millis(500);
     let mut dom0_mib = 1024;
+    let mut xend_port = 0;
     let mut guests = Vec::new();
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -70,6 +74,12 @@ fn parse_args() -> Result<Args, String> {
                 dom0_mib = v
                     .parse()
                     .map_err(|_| format!("--dom0-memory {v}: not a number of MiB"))?;
+            }
+            "--xend-port" => {
+                let v = value("--xend-port")?;
+                xend_port = v
+                    .parse()
+                    .map_err(|_| format!("--xend-port {v}: not a port number"))?;
             }
             "--guest" => guests.push(GuestSpec::parse(&value("--guest")?)?),
             "--host" => {
@@ -98,8 +108,22 @@ fn parse_args() -> Result<Args, String> {
         flavour,
         delay,
         dom0_mib,
+        xend_port,
         guests,
     })
+}
+
+/// xend's API on DIR/xend-socket and on TCP loopback (port in DIR/xend-port).
+fn start_xend(host: &std::sync::Arc<Host>, args: &Args) -> std::io::Result<()> {
+    let sock = args.dir.join("xend-socket");
+    let _ = std::fs::remove_file(&sock);
+    let unix = std::os::unix::net::UnixListener::bind(&sock)?;
+    let tcp = std::net::TcpListener::bind(("127.0.0.1", args.xend_port))?;
+    let port = tcp.local_addr()?.port();
+    std::fs::write(args.dir.join("xend-port"), format!("{port}\n"))?;
+    xend::Xend::new(host.clone()).serve(unix, tcp);
+    log::info!("xend on {} and 127.0.0.1:{port}", sock.display());
+    Ok(())
 }
 
 fn main() {
@@ -129,6 +153,10 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Err(e) = start_xend(&host, &args) {
+        eprintln!("domfs-sim: cannot serve xend: {e}");
+        std::process::exit(1);
+    }
     for g in args.guests {
         if let Err(e) = host.create(g) {
             eprintln!("domfs-sim: {e}");

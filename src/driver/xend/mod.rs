@@ -1,0 +1,593 @@
+//! The xend driver: libvirt's XenDaemon back end. It speaks HTTP/1.x to xend
+//! over a unix socket or TCP (`-o xend=unix:/PATH` or `xend=http://HOST:PORT`)
+//! and describes domains in S-expressions. It is the only Xen driver that
+//! can create, define, save and restore.
+//!
+//! Pure parts live beside it: `sxp` (S-expressions), `to_xml`/`to_sxp`/`chr`
+//! (conversion), `http` (wire format and transport). This module maps
+//! driver calls to xend resources and xend's replies to the one error type;
+//! it keeps no state of its own, so a restarted xend is simply used again.
+
+pub mod chr;
+pub mod http;
+pub mod sxp;
+pub mod to_sxp;
+pub mod to_xml;
+
+use crate::driver::Driver;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{
+    DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, Lifecycle, NodeInfo, State,
+    Uuid, Version,
+};
+use http::{form_encode, percent_encode, Client, Endpoint, Response};
+use std::path::Path;
+use sxp::Sexpr;
+
+/// xend answers 413 to a POST body over this many bytes.
+pub const XEND_MAX_POST: usize = 10000;
+
+pub struct XendDriver {
+    client: Client,
+}
+
+/// The state libvirt 0.10.2 derived from a domain record: no domid or
+/// `(status 0)` is shut off; otherwise the `state` letters in the order
+/// c, s, d, p, b, r (`s` shut off, `d` dying).
+pub fn state_of(rec: &Sexpr) -> State {
+    if rec.get_int("domid").is_none() || rec.get_int("status") == Some(0) {
+        return State::ShutOff;
+    }
+    let letters = rec.get("state").unwrap_or("");
+    let has = |c: char| letters.contains(c);
+    if has('c') {
+        State::Crashed
+    } else if has('s') {
+        State::ShutOff
+    } else if has('d') {
+        State::Shutdown
+    } else if has('p') {
+        State::Paused
+    } else if has('b') {
+        State::Blocked
+    } else if has('r') {
+        State::Running
+    } else {
+        State::NoState
+    }
+}
+
+/// The name, UUID and id a domain record gives.
+pub fn domain_ref(rec: &Sexpr) -> Result<DomainRef> {
+    let name = rec
+        .get_nonempty("name")
+        .ok_or_else(|| Error::backend("xend domain record without (name)"))?;
+    let uuid = rec
+        .get_nonempty("uuid")
+        .ok_or_else(|| Error::backend(format!("xend record of '{name}' has no (uuid)")))?;
+    let uuid = Uuid::parse(uuid).map_err(Error::backend)?;
+    let id = rec
+        .get_int("domid")
+        .filter(|_| state_of(rec) != State::ShutOff)
+        .and_then(|i| u32::try_from(i).ok())
+        .map(DomainId);
+    Ok(DomainRef {
+        name: DomainName(name.to_string()),
+        uuid,
+        id,
+    })
+}
+
+/// `virDomainInfo` from a domain record (xend speaks MiB and seconds).
+pub fn info_of(rec: &Sexpr) -> DomainInfo {
+    let mib = |k: &str| rec.get_int(k).unwrap_or(0).clamp(0, 1 << 40) as u64;
+    let memory = mib("memory");
+    let max = mib("maxmem").max(memory);
+    let vcpus = rec.get_int("vcpus").unwrap_or(1).clamp(1, 4096) as u32;
+    let online = match rec.get_int("vcpu_avail") {
+        Some(mask) => (mask as u64).count_ones().clamp(1, vcpus),
+        None => vcpus,
+    };
+    let cpu_time = rec
+        .get_float("cpu_time")
+        .filter(|t| t.is_finite() && *t >= 0.0)
+        .map_or(0, |t| (t * 1e9) as u64);
+    DomainInfo {
+        state: state_of(rec),
+        max_memory_kib: max << 10,
+        memory_kib: memory << 10,
+        vcpus: online,
+        cpu_time_ns: cpu_time,
+    }
+}
+
+/// `virNodeInfo` from `/xend/node/`, with libvirt 0.10.2's socket
+/// arithmetic for xend that no longer reports sockets_per_node.
+pub fn node_info_of(node: &Sexpr) -> Result<NodeInfo> {
+    let int = |k: &str| {
+        node.get_int(k)
+            .filter(|v| *v > 0)
+            .map(|v| v.min(i64::from(u32::MAX)) as u32)
+    };
+    let cpus = int("nr_cpus").ok_or_else(|| Error::backend("xend node record without nr_cpus"))?;
+    let nodes = int("nr_nodes").unwrap_or(1);
+    let cores = int("cores_per_socket").unwrap_or(1);
+    let threads = int("threads_per_core").unwrap_or(1);
+    let per_socket = u64::from(cores).saturating_mul(u64::from(threads));
+    let guess = (u64::from(cpus) / u64::from(nodes).saturating_mul(per_socket)).max(1);
+    let mut sockets = u64::from(int("sockets_per_node").unwrap_or(guess as u32));
+    let mut nodes_out = nodes;
+    if u64::from(nodes)
+        .saturating_mul(sockets)
+        .saturating_mul(per_socket)
+        != u64::from(cpus)
+    {
+        nodes_out = 1;
+        sockets = (u64::from(cpus) / per_socket).max(1);
+    }
+    let total = node.get_int("total_memory").unwrap_or(0).clamp(0, 1 << 40) as u64;
+    Ok(NodeInfo {
+        model: node.get("machine").unwrap_or("").chars().take(31).collect(),
+        cpus,
+        mhz: int("cpu_mhz").unwrap_or(0),
+        nodes: nodes_out,
+        sockets: sockets.min(u64::from(u32::MAX)) as u32,
+        cores,
+        threads,
+        memory_kib: total << 10,
+    })
+}
+
+/// What xend's reply body says went wrong, without the SXP wrapping.
+fn xend_message(body: &str) -> String {
+    match sxp::parse_lenient(body.as_bytes()) {
+        Ok(s) if s.head() == Some("xend.err") => s
+            .items()
+            .get(1)
+            .and_then(Sexpr::as_atom)
+            .unwrap_or("")
+            .to_string(),
+        _ => body.trim().chars().take(400).collect(),
+    }
+}
+
+/// Maps an xend refusal to an error kind: state complaints are EBUSY.
+fn xend_error(what: &str, message: String) -> Error {
+    let m = message.to_ascii_lowercase();
+    let kind = if [
+        "not running",
+        "already running",
+        "not halted",
+        "not paused",
+        "is paused",
+        "vmbadstate",
+        "bad state",
+        "not started",
+        "is running",
+        "not suspended",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+    {
+        ErrorKind::InvalidState
+    } else if m.contains("already exists") || m.contains("already defined") {
+        ErrorKind::AlreadyExists
+    } else if m.contains("permission denied") {
+        ErrorKind::PermissionDenied
+    } else {
+        ErrorKind::Backend
+    };
+    Error::new(kind, format!("xend: {what}: {message}"))
+}
+
+fn lifecycle_of(op: &str) -> Option<Lifecycle> {
+    Some(match op {
+        "start" => Lifecycle::Start,
+        "shutdown" => Lifecycle::Shutdown,
+        "destroy" => Lifecycle::Destroy,
+        "pause" => Lifecycle::Suspend,
+        "unpause" => Lifecycle::Resume,
+        "save" => Lifecycle::Save,
+        "delete" => Lifecycle::Undefine,
+        _ => return None,
+    })
+}
+
+impl XendDriver {
+    /// The driver for an `xend=` option value (`unix:/PATH`, `/PATH` or
+    /// `http://HOST:PORT`). Nothing is contacted until the first call.
+    pub fn from_url(url: &str) -> Result<XendDriver> {
+        Ok(XendDriver::with_client(Client::new(Endpoint::parse(url)?)))
+    }
+
+    pub fn with_client(client: Client) -> XendDriver {
+        XendDriver { client }
+    }
+
+    fn check(what: &str, r: Response) -> Result<Response> {
+        let body = r.body_text();
+        match r.status {
+            200..=202 if body.contains("xend.err") => Err(xend_error(what, xend_message(&body))),
+            202 if body.contains("failed") => Err(xend_error(what, xend_message(&body))),
+            200..=299 => Ok(r),
+            404 => Err(Error::no_domain(format!(
+                "xend: {what}: not found ({})",
+                body.trim().chars().take(200).collect::<String>()
+            ))),
+            501 => Err(Error::new(
+                ErrorKind::NotSupported,
+                format!("xend: {what}: {}", body.trim()),
+            )),
+            _ => Err(xend_error(
+                what,
+                format!("HTTP {}: {}", r.status, xend_message(&body)),
+            )),
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<Sexpr> {
+        let r = Self::check(path, self.client.request("GET", path, None)?)?;
+        sxp::parse(&r.body).map_err(|e| Error::backend(format!("xend: GET {path}: {e}")))
+    }
+
+    fn post(&self, path: &str, params: &[(&str, &str)]) -> Result<Response> {
+        let body = form_encode(params);
+        if body.len() > XEND_MAX_POST {
+            return Err(Error::invalid(format!(
+                "the request is {} bytes once encoded; xend takes at most {XEND_MAX_POST}",
+                body.len()
+            )));
+        }
+        let op = params
+            .iter()
+            .find(|(k, _)| *k == "op")
+            .map_or("", |(_, v)| *v);
+        let what = format!("{op} on {path}");
+        Self::check(&what, self.client.request("POST", path, Some(&body))?)
+    }
+
+    fn domain_path(name: &str) -> String {
+        format!("/xend/domain/{}", percent_encode(name))
+    }
+
+    /// The full record of the domain xend finds under `key` (name, id or uuid).
+    fn record(&self, key: &str) -> Result<Sexpr> {
+        let rec = self.get(&format!("{}?detail=1", Self::domain_path(key)))?;
+        if rec.head() != Some("domain") {
+            return Err(Error::backend(format!(
+                "xend: expected (domain ...) for '{key}', got {}",
+                rec.to_text().chars().take(80).collect::<String>()
+            )));
+        }
+        Ok(rec)
+    }
+
+    /// The record of a domain a lookup returned, checked to still be it.
+    fn record_of(&self, dom: &DomainRef) -> Result<Sexpr> {
+        let rec = self.record(dom.name.as_str())?;
+        if domain_ref(&rec)?.uuid != dom.uuid {
+            return Err(Error::no_domain(format!(
+                "domain '{}' was replaced by another with the same name",
+                dom.name
+            )));
+        }
+        Ok(rec)
+    }
+
+    /// Every domain xend manages, running or not.
+    fn all_records(&self) -> Result<Vec<Sexpr>> {
+        let list = self.get("/xend/domain?detail=1&state=all")?;
+        Ok(list
+            .items()
+            .iter()
+            .filter(|d| d.head() == Some("domain"))
+            .cloned()
+            .collect())
+    }
+
+    /// Posts a domain op, refusing first (EBUSY) when the state table says
+    /// the op is not valid now.
+    fn domain_op(&self, dom: &DomainRef, params: &[(&str, &str)]) -> Result<Response> {
+        let op = params
+            .iter()
+            .find(|(k, _)| *k == "op")
+            .map_or("", |(_, v)| *v);
+        if let Some(l) = lifecycle_of(op) {
+            let state = state_of(&self.record_of(dom)?);
+            if !state.allows(l) {
+                return Err(Error::state(format!(
+                    "domain '{}' is {}; {} needs another state",
+                    dom.name,
+                    state.as_str(),
+                    l.as_str()
+                )));
+            }
+        }
+        self.post(&Self::domain_path(dom.name.as_str()), params)
+    }
+
+    fn lookup_checked(&self, key: &str, ok: impl Fn(&DomainRef) -> bool) -> Result<DomainRef> {
+        match self.record(key) {
+            Ok(rec) => {
+                let r = domain_ref(&rec)?;
+                if ok(&r) {
+                    return Ok(r);
+                }
+            }
+            Err(e) if e.kind != ErrorKind::NoDomain => return Err(e),
+            Err(_) => {}
+        }
+        // xend resolves a key as a name first; search the list instead.
+        for rec in self.all_records()? {
+            let r = domain_ref(&rec)?;
+            if ok(&r) {
+                return Ok(r);
+            }
+        }
+        Err(Error::no_domain(format!("no domain '{key}'")))
+    }
+}
+
+impl Driver for XendDriver {
+    fn name(&self) -> &str {
+        "xend"
+    }
+
+    fn list_active(&self) -> Result<Vec<DomainRef>> {
+        let mut out = Vec::new();
+        for rec in self.all_records()? {
+            let r = domain_ref(&rec)?;
+            if r.id.is_some() {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn list_defined(&self) -> Result<Vec<DomainRef>> {
+        let mut out = Vec::new();
+        for rec in self.all_records()? {
+            let r = domain_ref(&rec)?;
+            if r.id.is_none() {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn lookup_by_name(&self, name: &str) -> Result<DomainRef> {
+        self.lookup_checked(name, |r| r.name.as_str() == name)
+    }
+
+    fn lookup_by_id(&self, id: DomainId) -> Result<DomainRef> {
+        self.lookup_checked(&id.to_string(), |r| r.id == Some(id))
+    }
+
+    fn lookup_by_uuid(&self, uuid: Uuid) -> Result<DomainRef> {
+        self.lookup_checked(&uuid.to_string(), |r| r.uuid == uuid)
+    }
+
+    fn domain_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
+        Ok(info_of(&self.record_of(dom)?))
+    }
+
+    fn domain_os_type(&self, dom: &DomainRef) -> Result<String> {
+        let rec = self.record_of(dom)?;
+        Ok(if rec.lookup("image/hvm").is_some() {
+            "hvm"
+        } else {
+            "linux"
+        }
+        .to_string())
+    }
+
+    fn domain_xml(&self, dom: &DomainRef) -> Result<DomainDef> {
+        let rec = self.record_of(dom)?;
+        to_xml::domain_from_sexpr(&rec, &to_xml::Extra::default())
+    }
+
+    fn node_info(&self) -> Result<NodeInfo> {
+        node_info_of(&self.get("/xend/node/")?)
+    }
+
+    fn hypervisor(&self) -> Result<Hypervisor> {
+        let node = self.get("/xend/node/")?;
+        let major = node
+            .get_int("xen_major")
+            .ok_or_else(|| Error::backend("xend node record without xen_major"))?;
+        let minor = node.get_int("xen_minor").unwrap_or(0);
+        // xen_extra is like ".7" or "-rc1": its leading number is the release.
+        let release: u32 = node
+            .get("xen_extra")
+            .map(|e| e.trim_start_matches('.'))
+            .map(|e| {
+                e.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        Ok(Hypervisor {
+            kind: "Xen".into(),
+            version: Version {
+                major: major.clamp(0, 4000) as u32,
+                minor: minor.clamp(0, 999) as u32,
+                release: release.min(999),
+            },
+        })
+    }
+
+    fn create_xml(&self, def: DomainDef) -> Result<DomainRef> {
+        let config = to_sxp::domain_to_sexpr(&def)?.to_text();
+        self.post("/xend/domain/", &[("op", "create"), ("config", &config)])?;
+        let dom = self.lookup_by_name(&def.name)?;
+        let path = Self::domain_path(dom.name.as_str());
+        // As libvirt: xend creates the domain paused until its devices are up.
+        let started = self
+            .post(&path, &[("op", "wait_for_devices")])
+            .and_then(|_| match state_of(&self.record_of(&dom)?) {
+                State::Paused => self.post(&path, &[("op", "unpause")]).map(|_| ()),
+                _ => Ok(()),
+            });
+        if let Err(e) = started {
+            let _ = self.post(&path, &[("op", "destroy")]);
+            return Err(e);
+        }
+        self.lookup_by_name(&def.name)
+    }
+
+    fn define_xml(&self, def: DomainDef) -> Result<DomainRef> {
+        let config = to_sxp::domain_to_sexpr(&def)?.to_text();
+        self.post("/xend/domain/", &[("op", "new"), ("config", &config)])?;
+        self.lookup_by_name(&def.name)
+    }
+
+    fn undefine(&self, dom: &DomainRef) -> Result<()> {
+        self.domain_op(dom, &[("op", "delete")]).map(|_| ())
+    }
+
+    fn start(&self, dom: &DomainRef) -> Result<()> {
+        self.domain_op(dom, &[("op", "start")]).map(|_| ())
+    }
+
+    fn shutdown(&self, dom: &DomainRef) -> Result<()> {
+        self.domain_op(dom, &[("op", "shutdown"), ("reason", "poweroff")])
+            .map(|_| ())
+    }
+
+    fn reboot(&self, dom: &DomainRef) -> Result<()> {
+        self.domain_op(dom, &[("op", "shutdown"), ("reason", "reboot")])
+            .map(|_| ())
+    }
+
+    fn destroy(&self, dom: &DomainRef) -> Result<()> {
+        self.domain_op(dom, &[("op", "destroy")]).map(|_| ())
+    }
+
+    fn suspend(&self, dom: &DomainRef) -> Result<()> {
+        self.domain_op(dom, &[("op", "pause")]).map(|_| ())
+    }
+
+    fn resume(&self, dom: &DomainRef) -> Result<()> {
+        self.domain_op(dom, &[("op", "unpause")]).map(|_| ())
+    }
+
+    fn save(&self, dom: &DomainRef, path: &Path) -> Result<()> {
+        let file = path
+            .to_str()
+            .ok_or_else(|| Error::invalid("the save path is not UTF-8"))?;
+        self.domain_op(dom, &[("op", "save"), ("file", file)])
+            .map(|_| ())
+    }
+
+    fn restore(&self, path: &Path) -> Result<DomainRef> {
+        let file = path
+            .to_str()
+            .ok_or_else(|| Error::invalid("the restore path is not UTF-8"))?;
+        let r = self.post("/xend/domain/", &[("op", "restore"), ("file", file)])?;
+        let rec =
+            sxp::parse(&r.body).map_err(|e| Error::backend(format!("xend: restore reply: {e}")))?;
+        domain_ref(&rec)
+    }
+
+    fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
+        let mib = kib.div_ceil(1024).to_string();
+        self.domain_op(dom, &[("op", "mem_target_set"), ("target", &mib)])
+            .map(|_| ())
+    }
+
+    fn set_max_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
+        let mib = kib.div_ceil(1024).to_string();
+        self.domain_op(dom, &[("op", "maxmem_set"), ("memory", &mib)])
+            .map(|_| ())
+    }
+
+    fn set_vcpus(&self, dom: &DomainRef, count: u32) -> Result<()> {
+        if count == 0 {
+            return Err(Error::invalid("the vcpu count must be at least 1"));
+        }
+        let n = count.to_string();
+        self.domain_op(dom, &[("op", "set_vcpus"), ("vcpus", &n)])
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn rec(text: &str) -> Sexpr {
+        sxp::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn states_follow_libvirt_0_10_2() {
+        let s = |extra: &str| {
+            state_of(&rec(&format!(
+                "(domain (name a) (uuid 3f0c2a51-7d1e-4b6a-9c2e-51aa08d3e001) {extra})"
+            )))
+        };
+        assert_eq!(s(""), State::ShutOff);
+        assert_eq!(s("(domid 3) (status 0) (state r-----)"), State::ShutOff);
+        assert_eq!(s("(domid 3) (state r-----)"), State::Running);
+        assert_eq!(s("(domid 3) (state -b----)"), State::Blocked);
+        assert_eq!(s("(domid 3) (state -bp---)"), State::Paused);
+        assert_eq!(s("(domid 3) (state ---s--)"), State::ShutOff);
+        assert_eq!(s("(domid 3) (state -----d)"), State::Shutdown);
+        assert_eq!(s("(domid 3) (state ----cd)"), State::Crashed);
+        assert_eq!(s("(domid 0) (state ------)"), State::NoState);
+    }
+
+    #[test]
+    fn info_and_refs() {
+        let r = rec(
+            "(domain (domid 7) (uuid 3f0c2a51-7d1e-4b6a-9c2e-51aa08d3e001) (vcpus 4) (vcpu_avail 3) \
+             (name pv1) (maxmem 256) (memory 128) (state -b----) (cpu_time 3.14))",
+        );
+        let i = info_of(&r);
+        assert_eq!(
+            (
+                i.state,
+                i.max_memory_kib,
+                i.memory_kib,
+                i.vcpus,
+                i.cpu_time_ns
+            ),
+            (State::Blocked, 262144, 131072, 2, 3_140_000_000)
+        );
+        let d = domain_ref(&r).unwrap();
+        assert_eq!((d.name.as_str(), d.id), ("pv1", Some(DomainId(7))));
+        assert!(domain_ref(&rec("(domain (name a))")).is_err());
+    }
+
+    #[test]
+    fn node_info_arithmetic() {
+        let n = node_info_of(&rec(
+            "(node (machine x86_64) (nr_cpus 8) (nr_nodes 1) (cores_per_socket 4) \
+             (threads_per_core 2) (cpu_mhz 2400) (total_memory 16384))",
+        ))
+        .unwrap();
+        assert_eq!(
+            (n.cpus, n.sockets, n.cores, n.threads, n.memory_kib),
+            (8, 1, 4, 2, 16 << 20)
+        );
+        assert!(node_info_of(&rec("(node)")).is_err());
+        let hostile = node_info_of(&rec(
+            "(node (nr_cpus 99999999999) (nr_nodes 4294967295) (cores_per_socket 4294967295) \
+             (threads_per_core 4294967295) (total_memory 99999999999999999))",
+        ))
+        .unwrap();
+        assert_eq!(hostile.nodes, 1);
+    }
+
+    #[test]
+    fn error_mapping() {
+        assert_eq!(
+            xend_error("x", xend_message("(xend.err 'Domain is not halted.')")).kind,
+            ErrorKind::InvalidState
+        );
+        assert_eq!(xend_message("(xend.err 'boom')"), "boom");
+        assert_eq!(xend_error("x", "boom".into()).kind, ErrorKind::Backend);
+    }
+}
