@@ -24,6 +24,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 struct Shared {
     uri: Uri,
     connected: OnceLock<Dispatcher>,
+    /// The mount's change feed: the real connection's events are passed on
+    /// to it once it opens.
+    outer: OnceLock<domfs::events::Bus>,
     /// Why the last attempt failed.
     reason: Mutex<String>,
 }
@@ -46,6 +49,7 @@ impl Retrying {
         let shared = Arc::new(Shared {
             uri,
             connected: OnceLock::new(),
+            outer: OnceLock::new(),
             reason: Mutex::new(first.to_string()),
         });
         let bg = Arc::clone(&shared);
@@ -87,7 +91,17 @@ fn connect_loop(shared: &Shared, opts: &ConnectOptions, first: Error, on_connect
         match connection::open(&shared.uri, opts) {
             Ok(d) => {
                 // Set once: only this thread sets it.
+                let inner = d.events().subscribe();
                 let _ = shared.connected.set(d);
+                if let Some(outer) = shared.outer.get().cloned() {
+                    let _ = std::thread::Builder::new()
+                        .name("retry-events".into())
+                        .spawn(move || {
+                            for (_, e) in inner.rx {
+                                outer.publish(e);
+                            }
+                        });
+                }
                 log::warn!("{}: connected; the mount now answers", shared.uri);
                 on_connect();
                 return;
@@ -108,6 +122,10 @@ fn connect_loop(shared: &Shared, opts: &ConnectOptions, first: Error, on_connect
 }
 
 impl Driver for Retrying {
+    fn publish_to(&self, bus: domfs::events::Bus) {
+        let _ = self.shared.outer.set(bus);
+    }
+
     fn name(&self) -> &str {
         "retry"
     }

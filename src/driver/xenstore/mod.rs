@@ -17,6 +17,7 @@
 //! `@releaseDomain` fired, so a miss does not rescan while nothing changed.
 
 pub mod client;
+pub mod events;
 pub mod wire;
 
 use crate::driver::Driver;
@@ -33,6 +34,7 @@ use wire::{ErrName, Request};
 
 const TOKEN_INTRODUCE: &str = "domfs-introduce";
 const TOKEN_RELEASE: &str = "domfs-release";
+const TOKEN_KEYS: &str = "domfs-keys";
 /// libvirt's xenstore driver refused balloon targets below this (KiB).
 const MIN_MEMORY_KIB: u64 = 4096;
 
@@ -69,7 +71,15 @@ pub struct XenstoreDriver {
     /// be trusted to say "nothing changed".
     watching: bool,
     alive: Arc<AtomicBool>,
+    /// Where watch events go once the driver publishes (see `events`).
+    forward: Forward,
+    /// Shutdown requests this driver wrote, published by it, whose watch
+    /// event the events thread must not publish again.
+    own_requests: Arc<Mutex<std::collections::HashSet<u32>>>,
+    bus: std::sync::OnceLock<crate::events::Bus>,
 }
+
+type Forward = Arc<Mutex<Option<std::sync::mpsc::SyncSender<events::Signal>>>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -98,6 +108,44 @@ fn uuid_of_vm(vm: &str) -> Option<Uuid> {
         .or_else(|| tail.get(..36).and_then(|t| Uuid::parse(t).ok()))
 }
 
+/// Every domain under `/local/domain` with its name and UUID, in one
+/// directory read and one pipelined round trip; half-made domains (no name
+/// or `vm` yet) are left out.
+fn list_domains(client: &Client) -> Result<Vec<DomainRef>> {
+    let names = client.directory(0, "/local/domain").map_err(map_err)?;
+    let ids: Vec<u32> = names.iter().filter_map(|n| n.parse().ok()).collect();
+    let mut reqs = Vec::with_capacity(ids.len() * 2);
+    for id in &ids {
+        reqs.push(Request::Read(format!("{}/name", dom_path(*id))));
+        reqs.push(Request::Read(format!("{}/vm", dom_path(*id))));
+    }
+    let replies = client.pipeline(0, &reqs);
+    let mut out = Vec::new();
+    for (id, pair) in ids.iter().zip(replies.chunks(2)) {
+        let (Some(Ok(name)), Some(vm)) = (pair.first(), pair.get(1)) else {
+            continue;
+        };
+        let uuid = match vm {
+            Ok(v) => match uuid_of_vm(&text(v.clone())) {
+                Some(u) => u,
+                None => continue,
+            },
+            Err(_) if *id == 0 => Uuid([0; 16]),
+            Err(_) => continue,
+        };
+        let name = text(name.clone());
+        if name.is_empty() {
+            continue;
+        }
+        out.push(DomainRef {
+            name: DomainName(name),
+            uuid,
+            id: Some(DomainId(*id)),
+        });
+    }
+    Ok(out)
+}
+
 impl XenstoreDriver {
     /// Connects to `endpoint` (socket or xenbus device) and registers the
     /// special watches that keep the lookup cache honest.
@@ -111,18 +159,28 @@ impl XenstoreDriver {
         }
         let generation = Arc::new(AtomicU64::new(1));
         let alive = Arc::new(AtomicBool::new(true));
-        let (g, a) = (generation.clone(), alive.clone());
+        let forward: Forward = Arc::default();
+        let (g, a, f) = (generation.clone(), alive.clone(), forward.clone());
         client.on_event(move |e| {
-            match &e {
+            let signal = match &e {
+                Event::Watch { token, path } if token == TOKEN_KEYS => {
+                    events::Signal::Key(path.clone())
+                }
                 Event::Watch { token, .. }
                     if token != TOKEN_INTRODUCE && token != TOKEN_RELEASE =>
                 {
                     return
                 }
-                _ => {}
-            }
-            if a.load(Ordering::Relaxed) {
-                g.fetch_add(1, Ordering::SeqCst);
+                _ => {
+                    if a.load(Ordering::Relaxed) {
+                        g.fetch_add(1, Ordering::SeqCst);
+                    }
+                    events::Signal::Domains
+                }
+            };
+            // Never blocks the reader thread: a full queue drops the signal.
+            if let Some(tx) = lock(&f).as_ref() {
+                let _ = tx.try_send(signal);
             }
         });
         let watching = client.watch("@introduceDomain", TOKEN_INTRODUCE).is_ok()
@@ -141,6 +199,9 @@ impl XenstoreDriver {
             generation,
             watching,
             alive,
+            forward,
+            own_requests: Arc::default(),
+            bus: std::sync::OnceLock::new(),
         })
     }
 
@@ -183,44 +244,10 @@ impl XenstoreDriver {
         err
     }
 
-    fn ids(&self) -> Result<Vec<u32>> {
-        let names = self.client.directory(0, "/local/domain").map_err(map_err)?;
-        Ok(names.iter().filter_map(|n| n.parse().ok()).collect())
-    }
-
     /// Lists every domain and rebuilds the cache.
     fn scan(&self) -> Result<Vec<DomainRef>> {
         let gen = self.generation.load(Ordering::SeqCst);
-        let ids = self.ids()?;
-        let mut paths = Vec::with_capacity(ids.len() * 2);
-        for id in &ids {
-            paths.push(format!("{}/name", dom_path(*id)));
-            paths.push(format!("{}/vm", dom_path(*id)));
-        }
-        let replies = self.reads(&paths);
-        let mut out = Vec::new();
-        for (id, pair) in ids.iter().zip(replies.chunks(2)) {
-            let (Some(Ok(name)), Some(vm)) = (pair.first(), pair.get(1)) else {
-                continue;
-            };
-            let uuid = match vm {
-                Ok(v) => match uuid_of_vm(&text(v.clone())) {
-                    Some(u) => u,
-                    None => continue,
-                },
-                Err(_) if *id == 0 => Uuid([0; 16]),
-                Err(_) => continue,
-            };
-            let name = text(name.clone());
-            if name.is_empty() {
-                continue;
-            }
-            out.push(DomainRef {
-                name: DomainName(name),
-                uuid,
-                id: Some(DomainId(*id)),
-            });
-        }
+        let out = list_domains(&self.client)?;
         let mut c = lock(&self.cache);
         c.by_uuid = out
             .iter()
@@ -433,9 +460,56 @@ impl Drop for XenstoreDriver {
     }
 }
 
+impl XenstoreDriver {
+    /// Writes a shutdown or reboot request as the toolstack does, and
+    /// publishes it (the watch it fires is then not published again).
+    fn request(&self, dom: &DomainRef, what: &str) -> Result<()> {
+        let id = dom.id.map(|i| i.0);
+        if let Some(id) = id {
+            lock(&self.own_requests).insert(id);
+        }
+        let result = self.write_checked(dom, "control/shutdown", what);
+        match (&result, self.bus.get()) {
+            (Ok(()), Some(bus)) => bus.publish(crate::model::Event::now(
+                crate::model::EventKind::ShutdownRequested,
+                dom.name.as_str(),
+                dom.id,
+                dom.uuid,
+            )),
+            (Err(_), _) => {
+                if let Some(id) = id {
+                    lock(&self.own_requests).remove(&id);
+                }
+            }
+            _ => {}
+        }
+        result
+    }
+}
+
 impl Driver for XenstoreDriver {
     fn name(&self) -> &str {
         "xenstore"
+    }
+
+    /// Starts the thread that turns watches into events, and watches the
+    /// keys under `/local/domain` (see `events`).
+    fn publish_to(&self, bus: crate::events::Bus) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+        *lock(&self.forward) = Some(tx);
+        let client = self.client.clone();
+        let own = self.own_requests.clone();
+        let _ = self.bus.set(bus.clone());
+        if let Err(e) = std::thread::Builder::new()
+            .name("xs-events".into())
+            .spawn(move || events::run(client, bus, rx, own))
+        {
+            log::warn!("xenstore: no events: {e}");
+            return;
+        }
+        if let Err(e) = self.client.watch("/local/domain", TOKEN_KEYS) {
+            log::info!("xenstore: no watch on /local/domain ({e}); memory and shutdown requests made elsewhere are not events");
+        }
     }
 
     fn list_active(&self) -> Result<Vec<DomainRef>> {
@@ -532,11 +606,11 @@ impl Driver for XenstoreDriver {
     }
 
     fn shutdown(&self, dom: &DomainRef) -> Result<()> {
-        self.write_checked(dom, "control/shutdown", "poweroff")
+        self.request(dom, "poweroff")
     }
 
     fn reboot(&self, dom: &DomainRef) -> Result<()> {
-        self.write_checked(dom, "control/shutdown", "reboot")
+        self.request(dom, "reboot")
     }
 
     fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
