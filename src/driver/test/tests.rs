@@ -1114,3 +1114,70 @@ fn image_file_errors_map_to_the_right_kind() {
         e.message
     );
 }
+
+#[test]
+fn every_change_is_published_with_the_domain_as_it_was() {
+    use crate::events::Bus;
+    use crate::model::{EventKind, StopReason};
+    let d = drv();
+    let bus = Bus::new();
+    let sub = bus.subscribe();
+    d.publish_to(bus);
+    assert!(d.sees_every_change());
+    let dom = test_dom(&d);
+    d.suspend(&dom).unwrap();
+    d.resume(&dom).unwrap();
+    d.set_memory(&dom, 1024).unwrap();
+    d.destroy(&dom).unwrap();
+    d.start(&dom).unwrap();
+    assert!(d
+        .suspend(&DomainRef {
+            id: None,
+            ..dom.clone()
+        })
+        .is_ok());
+    let _ = d.resume(&dom);
+    let got: Vec<(EventKind, Option<u32>)> = sub
+        .rx
+        .try_iter()
+        .map(|(_, e)| (e.kind, e.id.map(|i| i.0)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (EventKind::Suspended, Some(1)),
+            (EventKind::Resumed, Some(1)),
+            (EventKind::MemoryChanged, Some(1)),
+            (EventKind::Stopped(StopReason::Destroyed), Some(1)),
+            (EventKind::Started, Some(2)),
+            (EventKind::Suspended, Some(2)),
+            (EventKind::Resumed, Some(2)),
+        ]
+    );
+    // A refused change publishes nothing.
+    assert!(d.resume(&dom).is_err());
+    assert!(sub.rx.try_iter().next().is_none());
+}
+
+#[test]
+fn lookups_stay_right_after_domains_go() {
+    let d = drv();
+    for i in 0..5 {
+        d.define_xml(def(&format!("n{i}"), None, "")).unwrap();
+    }
+    // Removing from the middle moves the last domain into its slot.
+    let n1 = d.lookup_by_name("n1").unwrap();
+    d.undefine(&n1).unwrap();
+    for i in [0, 2, 3, 4] {
+        let name = format!("n{i}");
+        let r = d.lookup_by_name(&name).unwrap();
+        assert_eq!(d.lookup_by_uuid(r.uuid).unwrap().name.0, name);
+    }
+    assert!(d.lookup_by_name("n1").is_err());
+    let n4 = d.lookup_by_name("n4").unwrap();
+    d.start(&n4).unwrap();
+    let id = d.lookup_by_name("n4").unwrap().id.unwrap();
+    assert_eq!(d.lookup_by_id(id).unwrap().name.0, "n4");
+    d.destroy(&n4).unwrap();
+    assert!(d.lookup_by_id(id).is_err());
+}
