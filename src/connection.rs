@@ -3,9 +3,11 @@
 
 use crate::dispatch::Dispatcher;
 use crate::driver::test::TestDriver;
+use crate::driver::xenstore::{self, XenstoreDriver};
 use crate::driver::Driver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::uri::Uri;
+use std::path::Path;
 
 /// What a mount asks of its connection besides the URI: the `-o` options
 /// that choose and tune back ends. Every key the command line accepts for a
@@ -35,13 +37,159 @@ pub fn open(uri: &Uri, opts: &ConnectOptions) -> Result<Dispatcher> {
                 ),
             )
         })?)],
-        Uri::Xen => {
-            return Err(Error::new(
-                ErrorKind::NotSupported,
-                "xen:/// needs the hypervisor, xenstore and xend drivers, which this build \
-                 does not have yet; use test:///default or a test:///PATH.xml host file",
-            ))
-        }
+        Uri::Xen => open_xen(opts)?,
     };
     Ok(Dispatcher::new(drivers, read_only))
+}
+
+/// xenstored's socket; Xen 4.15 and later have no read-only one.
+pub const XENSTORE_SOCKET: &str = "/var/run/xenstored/socket";
+/// The kernel's xenbus devices, tried after the socket as libxenstore does.
+pub const XENBUS_DEVICES: [&str; 2] = ["/dev/xen/xenbus", "/proc/xen/xenbus"];
+pub const PRIVCMD_DEVICE: &str = "/dev/xen/privcmd";
+
+/// Checks `-o xend=`: `unix:/ABSOLUTE/PATH` or `http://HOST:PORT`.
+pub fn check_xend(url: &str) -> Result<()> {
+    let ok = if let Some(path) = url.strip_prefix("unix:") {
+        path.starts_with('/')
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        let hostport = rest.trim_end_matches('/');
+        matches!(hostport.rsplit_once(':'), Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok())
+    } else {
+        false
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "xend={url}: use unix:/ABSOLUTE/PATH or http://HOST:PORT"
+        )))
+    }
+}
+
+/// Checks `-o privcmd=`: an absolute device path or `none`.
+pub fn check_privcmd(value: &str) -> Result<()> {
+    if value == "none" || value.starts_with('/') {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "privcmd={value}: use an absolute device path or none"
+        )))
+    }
+}
+
+/// Opens every Xen back end this build has and can reach, in libvirt's
+/// registration order (hypervisor, xend, xenstore; `dispatch::ROUTES` then
+/// orders them per operation). A back end that is absent is skipped with an
+/// info log; with none at all the mount fails naming each endpoint tried.
+fn open_xen(opts: &ConnectOptions) -> Result<Vec<Box<dyn Driver>>> {
+    let mut drivers: Vec<Box<dyn Driver>> = Vec::new();
+    let mut tried: Vec<String> = Vec::new();
+
+    if let Some(v) = opts.privcmd.as_deref() {
+        check_privcmd(v)?;
+    }
+    match opts.privcmd.as_deref() {
+        Some("none") => tried.push("hypervisor: turned off (privcmd=none)".into()),
+        p => tried.push(format!(
+            "hypervisor ({}): this build has no hypervisor driver",
+            p.unwrap_or(PRIVCMD_DEVICE)
+        )),
+    }
+
+    if let Some(url) = opts.xend.as_deref() {
+        check_xend(url)?;
+        tried.push(format!("xend ({url}): this build has no xend driver"));
+    }
+
+    let endpoints: Vec<String> = match &opts.xenstore {
+        Some(p) => vec![p.clone()],
+        None => std::iter::once(XENSTORE_SOCKET)
+            .chain(XENBUS_DEVICES)
+            .map(String::from)
+            .collect(),
+    };
+    for ep in &endpoints {
+        match XenstoreDriver::open(Path::new(ep), xenstore::client::DEFAULT_TIMEOUT) {
+            Ok(d) => {
+                log::info!("xen:///: xenstore through {ep}");
+                drivers.push(Box::new(d));
+                break;
+            }
+            Err(e) => tried.push(format!("xenstore ({ep}): {}", e.message)),
+        }
+    }
+
+    for t in &tried {
+        log::info!("xen:///: skipped {t}");
+    }
+    if drivers.is_empty() {
+        return Err(Error::new(
+            ErrorKind::NotConnected,
+            format!(
+                "xen:///: no Xen back end is reachable; tried {}",
+                tried.join("; ")
+            ),
+        ));
+    }
+    Ok(drivers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_options_are_checked() {
+        check_xend("unix:/var/run/xend/xend-socket").unwrap();
+        check_xend("http://localhost:8000").unwrap();
+        check_xend("http://10.0.0.1:8000/").unwrap();
+        for bad in [
+            "localhost:8000",
+            "unix:relative",
+            "http://host",
+            "http://:80",
+            "ftp://x:1",
+        ] {
+            assert_eq!(
+                check_xend(bad).unwrap_err().kind,
+                ErrorKind::InvalidArgument,
+                "{bad}"
+            );
+        }
+        check_privcmd("none").unwrap();
+        check_privcmd("/dev/xen/privcmd").unwrap();
+        assert!(check_privcmd("privcmd").is_err());
+    }
+
+    #[test]
+    fn nothing_reachable_names_every_endpoint() {
+        let opts = ConnectOptions {
+            xenstore: Some("/nonexistent/xenstored/socket".into()),
+            xend: Some("http://localhost:8000".into()),
+            privcmd: Some("none".into()),
+            ..ConnectOptions::default()
+        };
+        let e = open(&Uri::Xen, &opts).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::NotConnected);
+        for part in [
+            "/nonexistent/xenstored/socket",
+            "xend (http://localhost:8000)",
+            "privcmd=none",
+        ] {
+            assert!(
+                e.message.contains(part),
+                "{part} missing from: {}",
+                e.message
+            );
+        }
+        let bad = ConnectOptions {
+            xend: Some("nonsense".into()),
+            ..ConnectOptions::default()
+        };
+        assert_eq!(
+            open(&Uri::Xen, &bad).err().unwrap().kind,
+            ErrorKind::InvalidArgument
+        );
+    }
 }

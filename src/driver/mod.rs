@@ -8,6 +8,7 @@
 
 pub mod hypervisor;
 pub mod test;
+pub mod xenstore;
 
 use crate::error::{Error, Result};
 use crate::model::{DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, Uuid};

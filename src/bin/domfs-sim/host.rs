@@ -1,0 +1,425 @@
+//! The simulated Xen host: dom0 and its guests, and what happens to them.
+//! It writes the xenstore tree as Xen 4.17's toolstack (libxl) does for dom0
+//! and PV guests, plays each guest's kernel (acknowledging `control/shutdown`,
+//! announcing features), and destroys or restarts a guest as `on_poweroff`
+//! and `on_reboot` would.
+//!
+//! This is the one host model of the simulator: every protocol front (the
+//! xenstore server now, the xend API later) reads and changes the host
+//! through it. It must not speak any protocol itself.
+
+use crate::store::{Caller, Sink, Store, INTRODUCE, RELEASE};
+use crate::xenstored::{self, lock};
+use domfs::driver::xenstore::wire::{Access, Perm};
+use domfs::model::Uuid;
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What a guest is built from: a host file line or a `--guest` flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestSpec {
+    pub name: String,
+    pub uuid: Uuid,
+    pub memory_mib: u64,
+    pub maxmem_mib: u64,
+    pub vcpus: u32,
+    pub max_vcpus: u32,
+    /// `linux` (PV) or `hvm`.
+    pub ostype: String,
+    pub kernel: String,
+    pub ramdisk: String,
+    pub cmdline: String,
+}
+
+impl GuestSpec {
+    /// `NAME[,memory=MiB][,maxmem=MiB][,vcpus=N][,maxvcpus=N][,uuid=U]
+    /// [,type=pv|hvm][,kernel=PATH][,ramdisk=PATH][,cmdline=TEXT]`.
+    pub fn parse(text: &str) -> Result<GuestSpec, String> {
+        let mut parts = text.trim().split(',');
+        let name = parts.next().unwrap_or("").trim().to_string();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "guest {text:?}: a name of letters, digits, '-', '_' or '.' comes first"
+            ));
+        }
+        let mut g = GuestSpec {
+            uuid: Uuid::generate(),
+            memory_mib: 256,
+            maxmem_mib: 0,
+            vcpus: 1,
+            max_vcpus: 0,
+            ostype: "linux".into(),
+            kernel: "/boot/vmlinuz-6.1.0-13-amd64".into(),
+            ramdisk: "/boot/initrd.img-6.1.0-13-amd64".into(),
+            cmdline: "root=/dev/xvda1 ro console=hvc0".into(),
+            name,
+        };
+        for kv in parts {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("guest {text:?}: {kv:?} is not key=value"))?;
+            let num = |v: &str| {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("guest {text:?}: {k}={v} is not a number"))
+            };
+            match k.trim() {
+                "memory" => g.memory_mib = num(v)?,
+                "maxmem" => g.maxmem_mib = num(v)?,
+                "vcpus" => g.vcpus = num(v)? as u32,
+                "maxvcpus" => g.max_vcpus = num(v)? as u32,
+                "uuid" => g.uuid = Uuid::parse(v).map_err(|e| format!("guest {text:?}: {e}"))?,
+                "type" => {
+                    g.ostype = match v.trim() {
+                        "pv" => "linux".into(),
+                        "hvm" => "hvm".into(),
+                        o => return Err(format!("guest {text:?}: type {o:?} is not pv or hvm")),
+                    }
+                }
+                "kernel" => g.kernel = v.into(),
+                "ramdisk" => g.ramdisk = v.into(),
+                "cmdline" => g.cmdline = v.into(),
+                o => return Err(format!("guest {text:?}: unknown key {o:?}")),
+            }
+        }
+        if g.memory_mib == 0 || g.vcpus == 0 || g.vcpus > 128 {
+            return Err(format!(
+                "guest {text:?}: memory and vcpus (1..128) must be positive"
+            ));
+        }
+        g.maxmem_mib = g.maxmem_mib.max(g.memory_mib);
+        g.max_vcpus = g.max_vcpus.max(g.vcpus);
+        Ok(g)
+    }
+}
+
+/// A running guest.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    pub domid: u32,
+    pub spec: GuestSpec,
+    stop: Arc<AtomicBool>,
+}
+
+pub struct Host {
+    pub store: Arc<Mutex<Store>>,
+    dir: PathBuf,
+    guests: Mutex<BTreeMap<u32, Guest>>,
+    next_domid: Mutex<u32>,
+    shutdown_delay: Duration,
+    /// Where the host's own watches (on guests' `control/shutdown`) report.
+    events: std::sync::mpsc::Sender<(String, String)>,
+}
+
+/// The toolstack's own identity in the store: dom0, a connection of its own.
+const TOOLSTACK: Caller = Caller { conn: 0, domid: 0 };
+
+fn guest_caller(domid: u32) -> Caller {
+    Caller {
+        conn: u64::MAX - u64::from(domid),
+        domid,
+    }
+}
+
+fn p(s: &[(Access, u32)]) -> Vec<Perm> {
+    s.iter().map(|(a, d)| Perm::new(*a, *d)).collect()
+}
+
+impl Host {
+    /// Builds dom0's tree and serves the dom0 socket under `dir/xenstored`.
+    pub fn start(
+        store: Arc<Mutex<Store>>,
+        dir: PathBuf,
+        shutdown_delay: Duration,
+        dom0_mib: u64,
+    ) -> std::io::Result<Arc<Host>> {
+        let (tx, rx) = channel();
+        let host = Arc::new(Host {
+            store,
+            dir,
+            guests: Mutex::new(BTreeMap::new()),
+            next_domid: Mutex::new(1),
+            shutdown_delay,
+            events: tx,
+        });
+        host.write_dom0(dom0_mib);
+        let sock = host.dir.join("xenstored/socket");
+        let _ = std::fs::remove_file(&sock);
+        let l = UnixListener::bind(&sock)?;
+        set_mode(&sock, 0o600);
+        xenstored::serve(l, host.store.clone(), 0, Arc::new(AtomicBool::new(false)));
+        let h = host.clone();
+        std::thread::spawn(move || {
+            for (path, token) in rx {
+                h.on_event(&path, &token);
+            }
+        });
+        Ok(host)
+    }
+
+    fn write_dom0(&self, mib: u64) {
+        let mut s = lock(&self.store);
+        let n0 = p(&[(Access::None, 0)]);
+        for dir in [
+            "/tool",
+            "/tool/xenstored",
+            "/local",
+            "/local/domain",
+            "/vm",
+            "/libxl",
+        ] {
+            let _ = s.mkdir(TOOLSTACK, 0, dir);
+            let _ = s.set_perms(TOOLSTACK, 0, dir, &n0);
+        }
+        let kib = (mib * 1024).to_string();
+        for (k, v) in [
+            ("/local/domain/0/domid", "0"),
+            ("/local/domain/0/name", "Domain-0"),
+            ("/local/pool/0/name", "Pool-0"),
+            ("/local/domain/0/memory/target", kib.as_str()),
+            ("/local/domain/0/memory/static-max", kib.as_str()),
+        ] {
+            let _ = s.write(TOOLSTACK, 0, k, v.as_bytes());
+        }
+    }
+
+    pub fn guests(&self) -> Vec<Guest> {
+        lock(&self.guests).values().cloned().collect()
+    }
+
+    /// Creates and boots a guest as `xl create` does: the tree in one
+    /// transaction, then INTRODUCE (`@introduceDomain`), then the guest's
+    /// own socket and its kernel's first writes.
+    pub fn create(&self, spec: GuestSpec) -> Result<u32, String> {
+        if lock(&self.guests)
+            .values()
+            .any(|g| g.spec.name == spec.name || g.spec.uuid == spec.uuid)
+        {
+            return Err(format!(
+                "a guest named {} or with uuid {} exists",
+                spec.name, spec.uuid
+            ));
+        }
+        let domid = {
+            let mut n = lock(&self.next_domid);
+            let d = *n;
+            *n += 1;
+            d
+        };
+        self.write_guest(domid, &spec)
+            .map_err(|e| format!("writing guest {}: {e}", spec.name))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let sock = self.dir.join(format!("xenstored/domain-{domid}"));
+        let _ = std::fs::remove_file(&sock);
+        let l = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
+        set_mode(&sock, 0o600);
+        xenstored::serve(l, self.store.clone(), domid, stop.clone());
+        {
+            let mut s = lock(&self.store);
+            s.fire_special(INTRODUCE);
+            let base = format!("/local/domain/{domid}");
+            let _ = s.watch(
+                TOOLSTACK,
+                &format!("{base}/control/shutdown"),
+                &format!("shutdown:{domid}"),
+                Sink::Host(self.events.clone()),
+            );
+            // The guest kernel announces what it reacts to.
+            let g = guest_caller(domid);
+            let _ = s.write(g, 0, "control/feature-poweroff", b"1");
+            let _ = s.write(g, 0, "control/feature-reboot", b"1");
+        }
+        log::info!("guest {} started as domain {domid}", spec.name);
+        lock(&self.guests).insert(domid, Guest { domid, spec, stop });
+        Ok(domid)
+    }
+
+    fn write_guest(&self, n: u32, g: &GuestSpec) -> Result<(), String> {
+        let mut s = lock(&self.store);
+        let t = s.transaction_start(TOOLSTACK).map_err(|e| e.to_string())?;
+        let dom = format!("/local/domain/{n}");
+        let vm = format!("/vm/{}", g.uuid);
+        let ro = p(&[(Access::None, 0), (Access::Read, n)]);
+        let rw = p(&[(Access::None, n)]);
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut nodes: Vec<(String, String, Option<&Vec<Perm>>)> = vec![
+            (dom.clone(), String::new(), Some(&ro)),
+            (format!("{dom}/vm"), vm.clone(), None),
+            (format!("{dom}/name"), g.name.clone(), None),
+            (format!("{dom}/domid"), n.to_string(), None),
+            (format!("{dom}/memory"), String::new(), Some(&ro)),
+            (
+                format!("{dom}/memory/static-max"),
+                (g.maxmem_mib * 1024).to_string(),
+                None,
+            ),
+            (
+                format!("{dom}/memory/target"),
+                (g.memory_mib * 1024).to_string(),
+                None,
+            ),
+            (format!("{dom}/memory/videoram"), "-1".into(), None),
+            (format!("{dom}/cpu"), String::new(), Some(&ro)),
+            (format!("{dom}/store/port"), "1".into(), None),
+            (
+                format!("{dom}/store/ring-ref"),
+                (0xfeffc - n).to_string(),
+                None,
+            ),
+            (format!("{dom}/control"), String::new(), Some(&ro)),
+            (
+                format!("{dom}/control/platform-feature-multiprocessor-suspend"),
+                "1".into(),
+                None,
+            ),
+            (
+                format!("{dom}/control/platform-feature-xs_reset_watches"),
+                "1".into(),
+                None,
+            ),
+            (format!("{dom}/device"), String::new(), Some(&ro)),
+            (vm.clone(), String::new(), Some(&ro)),
+            (format!("{vm}/uuid"), g.uuid.to_string(), None),
+            (format!("{vm}/name"), g.name.clone(), None),
+            (
+                format!("{vm}/start_time"),
+                format!("{}.{:02}", start.as_secs(), start.subsec_millis() / 10),
+                None,
+            ),
+            (format!("{vm}/image/ostype"), g.ostype.clone(), None),
+            (format!("/libxl/{n}"), String::new(), Some(&ro)),
+            (
+                format!("/libxl/{n}/type"),
+                if g.ostype == "hvm" { "hvm" } else { "pv" }.into(),
+                None,
+            ),
+        ];
+        if g.ostype != "hvm" {
+            for (k, v) in [
+                ("kernel", &g.kernel),
+                ("ramdisk", &g.ramdisk),
+                ("cmdline", &g.cmdline),
+            ] {
+                nodes.push((format!("{vm}/image/{k}"), v.clone(), None));
+            }
+        }
+        for i in 0..g.max_vcpus {
+            let state = if i < g.vcpus { "online" } else { "offline" };
+            nodes.push((format!("{dom}/cpu/{i}/availability"), state.into(), None));
+        }
+        for k in [
+            "shutdown",
+            "feature-poweroff",
+            "feature-reboot",
+            "feature-suspend",
+            "sysrq",
+        ] {
+            nodes.push((format!("{dom}/control/{k}"), String::new(), Some(&rw)));
+        }
+        for k in ["data", "drivers", "feature", "attr", "error"] {
+            nodes.push((format!("{dom}/{k}"), String::new(), Some(&rw)));
+        }
+        let libxl_n0 = p(&[(Access::None, 0)]);
+        let mut r = Ok(());
+        for (path, value, perms) in &nodes {
+            r = r.and_then(|()| s.write(TOOLSTACK, t, path, value.as_bytes()));
+            if let Some(perms) = perms {
+                let perms = if path.starts_with("/libxl/") {
+                    &libxl_n0
+                } else {
+                    perms
+                };
+                r = r.and_then(|()| s.set_perms(TOOLSTACK, t, path, perms));
+            }
+        }
+        if let Err(e) = r {
+            let _ = s.transaction_end(TOOLSTACK, t, false);
+            return Err(e.to_string());
+        }
+        s.transaction_end(TOOLSTACK, t, true)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A guest's `control/shutdown` changed: the guest kernel reads it in a
+    /// transaction and, for a command it knows, writes an empty string back
+    /// and acts after a short while.
+    fn on_event(self: &Arc<Host>, path: &str, token: &str) {
+        let Some(domid) = token
+            .strip_prefix("shutdown:")
+            .and_then(|d| d.parse::<u32>().ok())
+        else {
+            return;
+        };
+        let g = guest_caller(domid);
+        let cmd = {
+            let mut s = lock(&self.store);
+            let Ok(t) = s.transaction_start(g) else {
+                return;
+            };
+            let value = s.read(g, t, path).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&value).into_owned();
+            let known = matches!(cmd.as_str(), "poweroff" | "halt" | "reboot");
+            if known {
+                let _ = s.write(g, t, path, b"");
+            }
+            if s.transaction_end(g, t, known).is_err() || !known {
+                return;
+            }
+            cmd
+        };
+        log::info!("domain {domid}: guest received {cmd}");
+        let host = self.clone();
+        let delay = self.shutdown_delay;
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let spec = host.destroy(domid);
+            if let (Some(spec), "reboot") = (spec, cmd.as_str()) {
+                if let Err(e) = host.create(spec) {
+                    log::warn!("restart after reboot failed: {e}");
+                }
+            }
+        });
+    }
+
+    /// Destroys a guest as libxl does after it stopped: `@releaseDomain` for
+    /// the shutdown, its keys removed, `@releaseDomain` again for the
+    /// destruction. Returns what it was built from.
+    pub fn destroy(&self, domid: u32) -> Option<GuestSpec> {
+        let guest = lock(&self.guests).remove(&domid)?;
+        guest.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::fs::remove_file(self.dir.join(format!("xenstored/domain-{domid}")));
+        let mut s = lock(&self.store);
+        s.fire_special(RELEASE);
+        let _ = s.unwatch(
+            TOOLSTACK,
+            &format!("/local/domain/{domid}/control/shutdown"),
+            &format!("shutdown:{domid}"),
+        );
+        for path in [
+            format!("/vm/{}", guest.spec.uuid),
+            format!("/local/domain/{domid}"),
+            format!("/libxl/{domid}"),
+        ] {
+            let _ = s.rm(TOOLSTACK, 0, &path);
+        }
+        s.fire_special(RELEASE);
+        log::info!("guest {} (domain {domid}) stopped", guest.spec.name);
+        Some(guest.spec)
+    }
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+}

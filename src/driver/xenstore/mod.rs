@@ -1,0 +1,537 @@
+//! The xenstore driver: domains as Xen 4.17's toolstack describes them in
+//! xenstored's tree (`/local/domain/<id>`, `/vm/<uuid>`), read and written
+//! over the daemon's socket or the xenbus device.
+//!
+//! It answers what the tree holds: the active domains, lookups, memory
+//! target and static maximum, vCPUs, OS type and boot image, an XML
+//! description of those; and it does what the toolstack does through the
+//! tree: shutdown and reboot requests (`control/shutdown`) and the balloon
+//! target (`memory/target`). Everything else stays "not supported" so the
+//! dispatcher asks another driver. It must not guess: what the tree cannot
+//! say (whether a domain runs or is paused, its CPU time) is reported as
+//! unknown (`nostate`, 0), never invented.
+//!
+//! Cost: a domain's value is one READ (several are pipelined in one round
+//! trip). Lookups by UUID or name use a small cache of domid checked with
+//! one round trip; the cache is rebuilt only after `@introduceDomain` or
+//! `@releaseDomain` fired, so a miss does not rescan while nothing changed.
+
+pub mod client;
+pub mod wire;
+
+use crate::driver::Driver;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::xml::Element;
+use crate::model::{DomainDef, DomainId, DomainInfo, DomainName, DomainRef, State, Uuid};
+use client::{Client, ClientError, Event};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use wire::{ErrName, Request};
+
+const TOKEN_INTRODUCE: &str = "domfs-introduce";
+const TOKEN_RELEASE: &str = "domfs-release";
+/// libvirt's xenstore driver refused balloon targets below this (KiB).
+const MIN_MEMORY_KIB: u64 = 4096;
+
+/// Maps a client failure to the one error type. `ENOENT` on a domain's own
+/// key means the domain went away.
+fn map_err(e: ClientError) -> Error {
+    let kind = match &e {
+        ClientError::Daemon(x) if x.is(ErrName::Enoent) => ErrorKind::NoDomain,
+        ClientError::Daemon(x) if x.is(ErrName::Eacces) || x.is(ErrName::Eperm) => {
+            ErrorKind::PermissionDenied
+        }
+        ClientError::NotConnected(_) => ErrorKind::NotConnected,
+        ClientError::TimedOut => ErrorKind::TimedOut,
+        _ => ErrorKind::Backend,
+    };
+    Error::new(kind, e.to_string())
+}
+
+#[derive(Default)]
+struct Cache {
+    /// uuid → domid and name → domid, as last seen.
+    by_uuid: HashMap<Uuid, u32>,
+    by_name: HashMap<String, u32>,
+    /// The event generation at which the maps were last rebuilt.
+    scanned: Option<u64>,
+}
+
+pub struct XenstoreDriver {
+    client: Client,
+    cache: Mutex<Cache>,
+    /// Bumped by every `@introduceDomain`/`@releaseDomain` and reconnect.
+    generation: Arc<AtomicU64>,
+    /// Whether both special watches are registered, so the generation can
+    /// be trusted to say "nothing changed".
+    watching: bool,
+    alive: Arc<AtomicBool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn dom_path(id: u32) -> String {
+    format!("/local/domain/{id}")
+}
+
+fn text(b: impl AsRef<[u8]>) -> String {
+    String::from_utf8_lossy(b.as_ref()).trim().to_string()
+}
+
+fn number(b: Vec<u8>, what: &str) -> Result<u64> {
+    let t = text(b);
+    t.parse()
+        .map_err(|_| Error::backend(format!("xenstore holds {t:?} as {what}, not a number")))
+}
+
+/// The UUID a `vm` value names: `/vm/<uuid>` (older toolstacks appended
+/// `-<n>`; the first 36 characters are the UUID then).
+fn uuid_of_vm(vm: &str) -> Option<Uuid> {
+    let tail = vm.strip_prefix("/vm/")?;
+    Uuid::parse(tail)
+        .ok()
+        .or_else(|| tail.get(..36).and_then(|t| Uuid::parse(t).ok()))
+}
+
+impl XenstoreDriver {
+    /// Connects to `endpoint` (socket or xenbus device) and registers the
+    /// special watches that keep the lookup cache honest.
+    pub fn open(endpoint: &Path, timeout: Duration) -> Result<XenstoreDriver> {
+        let client = Client::connect(endpoint, timeout).map_err(map_err)?;
+        // One READ proves the daemon answers, not just that a socket exists.
+        client
+            .read(0, "/local/domain/0/name")
+            .or_else(|e| {
+                if e.is(ErrName::Enoent) {
+                    Ok(Vec::new())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(map_err)?;
+        let generation = Arc::new(AtomicU64::new(1));
+        let alive = Arc::new(AtomicBool::new(true));
+        let (g, a) = (generation.clone(), alive.clone());
+        client.on_event(move |e| {
+            match &e {
+                Event::Watch { token, .. }
+                    if token != TOKEN_INTRODUCE && token != TOKEN_RELEASE =>
+                {
+                    return
+                }
+                _ => {}
+            }
+            if a.load(Ordering::Relaxed) {
+                g.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let watching = client.watch("@introduceDomain", TOKEN_INTRODUCE).is_ok()
+            && client.watch("@releaseDomain", TOKEN_RELEASE).is_ok();
+        if !watching {
+            log::info!("xenstore: no domain watches; every lookup miss rescans");
+        }
+        Ok(XenstoreDriver {
+            client,
+            cache: Mutex::new(Cache::default()),
+            generation,
+            watching,
+            alive,
+        })
+    }
+
+    /// Reads several paths in one round trip.
+    fn reads(&self, paths: &[String]) -> Vec<std::result::Result<Vec<u8>, ClientError>> {
+        let reqs: Vec<Request> = paths.iter().map(|p| Request::Read(p.clone())).collect();
+        self.client.pipeline(0, &reqs)
+    }
+
+    /// The domain with id `id` as its keys say now.
+    fn read_ref(&self, id: u32) -> Result<DomainRef> {
+        let base = dom_path(id);
+        let mut r = self.reads(&[format!("{base}/name"), format!("{base}/vm")]);
+        let vm = r.pop().unwrap_or(Err(ClientError::TimedOut));
+        let name = r.pop().unwrap_or(Err(ClientError::TimedOut));
+        let name = text(name.map_err(|e| self.gone(e, id))?);
+        let uuid = match vm {
+            Ok(v) => uuid_of_vm(&text(v)).ok_or_else(|| {
+                Error::backend(format!("domain {id}: 'vm' does not name /vm/<uuid>"))
+            })?,
+            // Dom0 has no /vm entry; its UUID is all zeros unless set.
+            Err(e) if id == 0 && e.is(ErrName::Enoent) => Uuid([0; 16]),
+            Err(e) => return Err(self.gone(e, id)),
+        };
+        if name.is_empty() {
+            return Err(Error::no_domain(format!("domain {id} has no name yet")));
+        }
+        Ok(DomainRef {
+            name: DomainName(name),
+            uuid,
+            id: Some(DomainId(id)),
+        })
+    }
+
+    fn gone(&self, e: ClientError, id: u32) -> Error {
+        let mut err = map_err(e);
+        if err.kind == ErrorKind::NoDomain {
+            err.message = format!("no domain with id {id}");
+        }
+        err
+    }
+
+    fn ids(&self) -> Result<Vec<u32>> {
+        let names = self.client.directory(0, "/local/domain").map_err(map_err)?;
+        Ok(names.iter().filter_map(|n| n.parse().ok()).collect())
+    }
+
+    /// Lists every domain and rebuilds the cache.
+    fn scan(&self) -> Result<Vec<DomainRef>> {
+        let gen = self.generation.load(Ordering::SeqCst);
+        let ids = self.ids()?;
+        let mut paths = Vec::with_capacity(ids.len() * 2);
+        for id in &ids {
+            paths.push(format!("{}/name", dom_path(*id)));
+            paths.push(format!("{}/vm", dom_path(*id)));
+        }
+        let replies = self.reads(&paths);
+        let mut out = Vec::new();
+        for (id, pair) in ids.iter().zip(replies.chunks(2)) {
+            let (Some(Ok(name)), Some(vm)) = (pair.first(), pair.get(1)) else {
+                continue;
+            };
+            let uuid = match vm {
+                Ok(v) => match uuid_of_vm(&text(v.clone())) {
+                    Some(u) => u,
+                    None => continue,
+                },
+                Err(_) if *id == 0 => Uuid([0; 16]),
+                Err(_) => continue,
+            };
+            let name = text(name.clone());
+            if name.is_empty() {
+                continue;
+            }
+            out.push(DomainRef {
+                name: DomainName(name),
+                uuid,
+                id: Some(DomainId(*id)),
+            });
+        }
+        let mut c = lock(&self.cache);
+        c.by_uuid = out
+            .iter()
+            .map(|d| (d.uuid, d.id.map_or(0, |i| i.0)))
+            .collect();
+        c.by_name = out
+            .iter()
+            .map(|d| (d.name.0.clone(), d.id.map_or(0, |i| i.0)))
+            .collect();
+        c.scanned = Some(gen);
+        Ok(out)
+    }
+
+    /// Whether the last scan is still complete: no domain came or went since.
+    fn scan_is_current(&self) -> bool {
+        self.watching && lock(&self.cache).scanned == Some(self.generation.load(Ordering::SeqCst))
+    }
+
+    /// Finds a domain through the cache, checking the cached domid with one
+    /// round trip, and rescans only when something may have changed.
+    fn cached(
+        &self,
+        hit: impl Fn(&Cache) -> Option<u32>,
+        matches: impl Fn(&DomainRef) -> bool,
+        what: &str,
+    ) -> Result<DomainRef> {
+        let id = hit(&lock(&self.cache));
+        if let Some(id) = id {
+            match self.read_ref(id) {
+                Ok(d) if matches(&d) => return Ok(d),
+                Ok(_) => {}
+                Err(e) if e.kind == ErrorKind::NoDomain => {}
+                Err(e) => return Err(e),
+            }
+        } else if self.scan_is_current() {
+            return Err(Error::no_domain(format!("no domain with {what}")));
+        }
+        self.scan()?
+            .into_iter()
+            .find(|d| matches(d))
+            .ok_or_else(|| Error::no_domain(format!("no domain with {what}")))
+    }
+
+    fn domid(dom: &DomainRef) -> Result<u32> {
+        dom.id
+            .map(|i| i.0)
+            .ok_or_else(|| Error::state(format!("domain '{}' is not running", dom.name)))
+    }
+
+    /// Checks that `dom` is still the domain with its id, and returns the id.
+    fn live(&self, dom: &DomainRef) -> Result<u32> {
+        let id = XenstoreDriver::domid(dom)?;
+        let now = self.read_ref(id).map_err(|e| {
+            if e.kind == ErrorKind::NoDomain {
+                Error::no_domain(format!("domain '{}' no longer exists", dom.name))
+            } else {
+                e
+            }
+        })?;
+        if now.uuid != dom.uuid {
+            return Err(Error::no_domain(format!(
+                "domain '{}' no longer exists",
+                dom.name
+            )));
+        }
+        Ok(id)
+    }
+
+    /// Writes a domain's key inside a transaction that first checks the
+    /// domain is the same one (a domid can be reused).
+    fn write_checked(&self, dom: &DomainRef, key: &str, value: &str) -> Result<()> {
+        let id = XenstoreDriver::domid(dom)?;
+        let vm_path = format!("{}/vm", dom_path(id));
+        let path = format!("{}/{key}", dom_path(id));
+        let expected = dom.uuid;
+        let gone = || Error::no_domain(format!("domain '{}' no longer exists", dom.name));
+        let mut checked = Ok(());
+        self.client
+            .transaction(|tx| {
+                let vm = self.client.read(tx, &vm_path);
+                checked = match vm {
+                    Ok(v) if uuid_of_vm(&text(&v)) == Some(expected) => Ok(()),
+                    Err(e) if !e.is(ErrName::Enoent) => return Err(e),
+                    _ if id == 0 && expected == Uuid([0; 16]) => Ok(()),
+                    _ => Err(gone()),
+                };
+                if checked.is_ok() {
+                    self.client.write(tx, &path, value.as_bytes())?;
+                }
+                Ok(())
+            })
+            .map_err(map_err)?;
+        checked
+    }
+
+    /// Memory target and static maximum (KiB), vCPUs online and present.
+    fn resources(&self, id: u32) -> Result<(u64, u64, u32, u32)> {
+        let base = dom_path(id);
+        let mut r = self.reads(&[
+            format!("{base}/memory/target"),
+            format!("{base}/memory/static-max"),
+        ]);
+        let max = r.pop().unwrap_or(Err(ClientError::TimedOut));
+        let target = number(
+            r.pop()
+                .unwrap_or(Err(ClientError::TimedOut))
+                .map_err(|e| self.gone(e, id))?,
+            "memory/target",
+        )?;
+        let max = match max {
+            Ok(m) => number(m, "memory/static-max")?,
+            Err(e) if e.is(ErrName::Enoent) => target,
+            Err(e) => return Err(self.gone(e, id)),
+        };
+        let cpus = match self.client.directory(0, &format!("{base}/cpu")) {
+            Ok(c) => c,
+            Err(e) if e.is(ErrName::Enoent) => Vec::new(),
+            Err(e) => return Err(self.gone(e, id)),
+        };
+        let avail = self.reads(
+            &cpus
+                .iter()
+                .map(|c| format!("{base}/cpu/{c}/availability"))
+                .collect::<Vec<_>>(),
+        );
+        let online = avail
+            .into_iter()
+            .filter(|a| matches!(a, Ok(v) if v.as_slice() == b"online"))
+            .count() as u32;
+        Ok((target, max, online, cpus.len() as u32))
+    }
+
+    fn os_type_of(&self, dom: &DomainRef, id: u32) -> Result<String> {
+        if id == 0 {
+            // Dom0 is always a paravirtualised kernel and has no /vm entry.
+            return Ok("linux".into());
+        }
+        let v = self
+            .client
+            .read(0, &format!("/vm/{}/image/ostype", dom.uuid))
+            .map_err(map_err)?;
+        Ok(text(v))
+    }
+}
+
+impl Drop for XenstoreDriver {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Driver for XenstoreDriver {
+    fn name(&self) -> &str {
+        "xenstore"
+    }
+
+    fn list_active(&self) -> Result<Vec<DomainRef>> {
+        self.scan()
+    }
+
+    fn lookup_by_name(&self, name: &str) -> Result<DomainRef> {
+        self.cached(
+            |c| c.by_name.get(name).copied(),
+            |d| d.name.0 == name,
+            &format!("name '{name}'"),
+        )
+    }
+
+    fn lookup_by_id(&self, id: DomainId) -> Result<DomainRef> {
+        self.read_ref(id.0)
+    }
+
+    fn lookup_by_uuid(&self, uuid: Uuid) -> Result<DomainRef> {
+        self.cached(
+            |c| c.by_uuid.get(&uuid).copied(),
+            |d| d.uuid == uuid,
+            &format!("uuid {uuid}"),
+        )
+    }
+
+    fn domain_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
+        let id = self.live(dom)?;
+        let (target, max, online, _) = self.resources(id)?;
+        // A pending request in control/shutdown is the one state the tree
+        // shows; running, paused and blocked look the same here.
+        let pending = self
+            .client
+            .read(0, &format!("{}/control/shutdown", dom_path(id)))
+            .map(|v| !v.is_empty())
+            .unwrap_or(false);
+        Ok(DomainInfo {
+            state: if pending {
+                State::Shutdown
+            } else {
+                State::NoState
+            },
+            max_memory_kib: max,
+            memory_kib: target,
+            vcpus: online,
+            cpu_time_ns: 0,
+        })
+    }
+
+    fn domain_os_type(&self, dom: &DomainRef) -> Result<String> {
+        let id = self.live(dom)?;
+        self.os_type_of(dom, id)
+    }
+
+    fn domain_xml(&self, dom: &DomainRef) -> Result<DomainDef> {
+        let id = self.live(dom)?;
+        let (target, max, online, present) = self.resources(id)?;
+        let os_type = self.os_type_of(dom, id)?;
+        let mut image = HashMap::new();
+        if id != 0 {
+            let keys = ["kernel", "ramdisk", "cmdline"];
+            let paths: Vec<String> = keys
+                .iter()
+                .map(|k| format!("/vm/{}/image/{k}", dom.uuid))
+                .collect();
+            for (k, v) in keys.iter().zip(self.reads(&paths)) {
+                if let Ok(v) = v {
+                    image.insert(*k, String::from_utf8_lossy(&v).into_owned());
+                }
+            }
+        }
+        let el = |name: &str, text: &str| {
+            let mut e = Element::new(name);
+            e.set_text(text);
+            crate::model::xml::Node::Element(e)
+        };
+        let mut root = Element::new("domain");
+        root.set_attr("type", "xen");
+        root.set_attr("id", &id.to_string());
+        root.children.push(el("name", &dom.name.0));
+        root.children.push(el("uuid", &dom.uuid.to_string()));
+        root.children.push(el("memory", &max.to_string()));
+        root.children.push(el("currentMemory", &target.to_string()));
+        let mut vcpu = Element::new("vcpu");
+        let present = present.max(1);
+        if online > 0 && online < present {
+            vcpu.set_attr("current", &online.to_string());
+        }
+        vcpu.set_text(&present.to_string());
+        root.children.push(crate::model::xml::Node::Element(vcpu));
+        let mut os = Element::new("os");
+        os.children.push(el("type", &os_type));
+        for (key, elem) in [
+            ("kernel", "kernel"),
+            ("ramdisk", "initrd"),
+            ("cmdline", "cmdline"),
+        ] {
+            if let Some(v) = image.get(key).filter(|v| !v.is_empty()) {
+                os.children.push(el(elem, v));
+            }
+        }
+        root.children.push(crate::model::xml::Node::Element(os));
+        DomainDef::from_tree(root).map_err(|e| Error::backend(format!("building XML: {e}")))
+    }
+
+    fn shutdown(&self, dom: &DomainRef) -> Result<()> {
+        self.write_checked(dom, "control/shutdown", "poweroff")
+    }
+
+    fn reboot(&self, dom: &DomainRef) -> Result<()> {
+        self.write_checked(dom, "control/shutdown", "reboot")
+    }
+
+    fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
+        if kib < MIN_MEMORY_KIB {
+            return Err(Error::invalid(format!(
+                "a memory target below {MIN_MEMORY_KIB} KiB is refused"
+            )));
+        }
+        let id = XenstoreDriver::domid(dom)?;
+        let (_, max, _, _) = self.resources(id)?;
+        if kib > max {
+            return Err(Error::invalid(format!(
+                "{kib} KiB exceeds the domain's maximum of {max} KiB"
+            )));
+        }
+        self.write_checked(dom, "memory/target", &kib.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_paths_name_uuids() {
+        let u = "6695eb01-f6a4-8304-79aa-97f2502e193f";
+        assert_eq!(uuid_of_vm(&format!("/vm/{u}")).unwrap().to_string(), u);
+        assert_eq!(uuid_of_vm(&format!("/vm/{u}-2")).unwrap().to_string(), u);
+        assert_eq!(uuid_of_vm("/vm/xyz"), None);
+        assert_eq!(uuid_of_vm(u), None);
+    }
+
+    #[test]
+    fn client_errors_map_to_kinds() {
+        use wire::XsErr;
+        let d = |n| ClientError::Daemon(XsErr::Known(n));
+        assert_eq!(map_err(d(ErrName::Enoent)).kind, ErrorKind::NoDomain);
+        assert_eq!(
+            map_err(d(ErrName::Eacces)).kind,
+            ErrorKind::PermissionDenied
+        );
+        assert_eq!(map_err(d(ErrName::Equota)).kind, ErrorKind::Backend);
+        assert_eq!(map_err(ClientError::TimedOut).errno(), libc::ETIMEDOUT);
+        assert_eq!(
+            map_err(ClientError::NotConnected("x".into())).errno(),
+            libc::ENOTCONN
+        );
+    }
+}
