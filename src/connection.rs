@@ -127,7 +127,7 @@ fn open_xen(opts: &ConnectOptions) -> Result<Vec<Box<dyn Driver>>> {
         return Err(Error::new(
             ErrorKind::NotConnected,
             format!(
-                "xen:///: no Xen back end is reachable; tried {}",
+                "xen:/// needs at least one reachable Xen back end; tried {}",
                 tried.join("; ")
             ),
         ));

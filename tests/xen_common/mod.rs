@@ -14,6 +14,7 @@ pub struct Sim {
     child: Child,
     pub dir: PathBuf,
     pub log: PathBuf,
+    args: Vec<String>,
 }
 
 impl Sim {
@@ -26,16 +27,49 @@ impl Sim {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("sim dir");
         let log = dir.with_extension("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_domfs-sim"))
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let child = Sim::spawn(&args, &dir, &log);
+        let sim = Sim {
+            child,
+            dir,
+            log,
+            args,
+        };
+        sim.wait_ready();
+        sim
+    }
+
+    fn spawn(args: &[String], dir: &Path, log: &Path) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_domfs-sim"))
             .args(args)
-            .arg(&dir)
+            .arg(dir)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("sim log"))
+            .stderr(std::fs::File::create(log).expect("sim log"))
             .spawn()
-            .expect("start domfs-sim");
-        let sim = Sim { child, dir, log };
+            .expect("start domfs-sim")
+    }
+
+    /// Stops the simulated host, as a daemon crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again in the same directory (a daemon restart).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Sim::spawn(&self.args, &self.dir, &self.log);
+        self.wait_ready();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_ready(&self) {
+        let sim = self;
         let deadline = Instant::now() + Duration::from_secs(10);
         // Ready once the last guest's socket exists and dom0's answers.
         while !sim.log_text().contains("xenstored (") {
@@ -46,7 +80,6 @@ impl Sim {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        sim
     }
 
     pub fn socket(&self) -> PathBuf {

@@ -6,8 +6,11 @@
 //! guests (the host model writes the tree as a toolstack would).
 
 use domfs::driver::xenstore::wire::{Access, ErrName, Perm};
-use std::collections::HashMap;
-use std::sync::mpsc::{Sender, SyncSender, TrySendError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 /// Which 4.17 daemon to behave like where the two differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +55,56 @@ impl Caller {
     }
 }
 
+/// A connection's pending watch events, bounded. Its writer sends them
+/// before the next reply, so an event never trails a reply to a later
+/// request, as with the daemons' single output queue.
+pub struct EventQueue {
+    q: Mutex<VecDeque<(String, String)>>,
+    ready: Condvar,
+    cap: usize,
+    pub closed: AtomicBool,
+}
+
+impl EventQueue {
+    pub fn new(cap: usize) -> EventQueue {
+        EventQueue {
+            q: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            cap,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues an event; false (and the event dropped) when full.
+    pub fn push(&self, ev: (String, String)) -> bool {
+        let mut q = self.q.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= self.cap {
+            return false;
+        }
+        q.push_back(ev);
+        self.ready.notify_one();
+        true
+    }
+
+    pub fn take_all(&self) -> Vec<(String, String)> {
+        let mut q = self.q.lock().unwrap_or_else(|p| p.into_inner());
+        q.drain(..).collect()
+    }
+
+    /// Waits until something is queued, the queue is closed, or `t` passed.
+    pub fn wait(&self, t: Duration) {
+        let q = self.q.lock().unwrap_or_else(|p| p.into_inner());
+        if q.is_empty() && !self.closed.load(Ordering::SeqCst) {
+            let _ = self.ready.wait_timeout(q, t);
+        }
+    }
+}
+
 /// Where a watch's events go.
 #[derive(Clone)]
 pub enum Sink {
-    /// A client connection: (path, token) pairs its writer sends.
-    Conn(SyncSender<(String, String)>),
+    /// A client connection.
+    Conn(std::sync::Arc<EventQueue>),
     /// The host model inside the simulator.
     Host(Sender<(String, String)>),
 }
@@ -556,8 +604,8 @@ impl Store {
         };
         let ev = (epath, w.token.clone());
         match &w.sink {
-            Sink::Conn(tx) => {
-                if let Err(TrySendError::Full(_)) = tx.try_send(ev) {
+            Sink::Conn(q) => {
+                if !q.push(ev) {
                     log::warn!(
                         "connection {}: event queue full, event dropped",
                         w.caller.conn
@@ -705,67 +753,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const D0: Caller = Caller { conn: 1, domid: 0 };
-    const G1: Caller = Caller { conn: 2, domid: 1 };
-
-    fn perms(s: &[&str]) -> Vec<Perm> {
-        s.iter().map(|p| Perm::parse(p).unwrap()).collect()
-    }
-
-    #[test]
-    fn permissions_and_ownership() {
-        let mut s = Store::new(Flavour::C);
-        s.write(D0, 0, "/local/domain/1/name", b"g").unwrap();
-        s.set_perms(D0, 0, "/local/domain/1", &perms(&["n0", "r1"]))
-            .unwrap();
-        s.set_perms(D0, 0, "/local/domain/1/name", &perms(&["n0", "r1"]))
-            .unwrap();
-        assert_eq!(s.read(G1, 0, "name").unwrap(), b"g");
-        assert_eq!(s.write(G1, 0, "name", b"x"), Err(ErrName::Eacces));
-        assert_eq!(s.read(G1, 0, "/local/domain/2/x"), Err(ErrName::Eacces));
-        assert_eq!(s.read(G1, 0, "missing"), Err(ErrName::Enoent));
-        s.mkdir(D0, 0, "/local/domain/1/data").unwrap();
-        s.set_perms(D0, 0, "/local/domain/1/data", &perms(&["n1"]))
-            .unwrap();
-        s.write(G1, 0, "data/k", b"v").unwrap();
-        assert_eq!(
-            s.get_perms(D0, 0, "/local/domain/1/data/k").unwrap(),
-            perms(&["n1"])
-        );
-        assert_eq!(
-            s.set_perms(G1, 0, "data/k", &perms(&["n0"])),
-            Err(ErrName::Eperm)
-        );
-    }
-
-    #[test]
-    fn transactions_conflict() {
-        let mut s = Store::new(Flavour::C);
-        s.write(D0, 0, "/a", b"1").unwrap();
-        let t = s.transaction_start(D0).unwrap();
-        assert_eq!(s.read(D0, t, "/a").unwrap(), b"1");
-        s.write(D0, t, "/a", b"2").unwrap();
-        assert_eq!(s.read(D0, 0, "/a").unwrap(), b"1");
-        s.write(D0, 0, "/a", b"3").unwrap();
-        assert_eq!(s.transaction_end(D0, t, true), Err(ErrName::Eagain));
-        let t = s.transaction_start(D0).unwrap();
-        s.write(D0, t, "/a", b"4").unwrap();
-        s.transaction_end(D0, t, true).unwrap();
-        assert_eq!(s.read(D0, 0, "/a").unwrap(), b"4");
-        assert_eq!(s.transaction_end(D0, t, true), Err(ErrName::Enoent));
-    }
-
-    #[test]
-    fn quotas_bind_guests_only() {
-        let mut s = Store::new(Flavour::Ocaml);
-        s.mkdir(D0, 0, "/local/domain/1").unwrap();
-        s.set_perms(D0, 0, "/local/domain/1", &perms(&["n1"]))
-            .unwrap();
-        assert_eq!(s.write(G1, 0, "big", &[b'x'; 3000]), Err(ErrName::Equota));
-        s.write(D0, 0, "/local/domain/1/big", &[b'x'; 3000])
-            .unwrap();
-    }
-}
+mod tests;

@@ -7,12 +7,11 @@
 //! unprivileged, relative paths under `/local/domain/N`, quotas and the ring's
 //! 4096-byte reply limit apply. It knows nothing of guests beyond that number.
 
-use crate::store::{Caller, Flavour, Sink, Store};
+use crate::store::{Caller, EventQueue, Flavour, Sink, Store};
 use domfs::driver::xenstore::wire::{self, ErrName, Message, MsgType, Request};
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -56,17 +55,13 @@ fn connection(stream: UnixStream, store: Arc<Mutex<Store>>, domid: u32, stop: Ar
     };
     let _ = write_half.set_write_timeout(Some(WRITE_TIMEOUT));
     let writer = Arc::new(Mutex::new(write_half));
-    let (etx, erx) = sync_channel::<(String, String)>(EVENT_QUEUE);
-    let ev_writer = writer.clone();
+    let queue = Arc::new(EventQueue::new(EVENT_QUEUE));
+    let (ev_writer, ev_queue) = (writer.clone(), queue.clone());
+    // Sends events that arrive while the connection is idle.
     std::thread::spawn(move || {
-        for (path, token) in erx {
-            let m = Message::new(
-                MsgType::WatchEvent,
-                0,
-                0,
-                wire::encode_watch_event(&path, &token),
-            );
-            if lock(&ev_writer).write_all(&m.to_bytes()).is_err() {
+        while !ev_queue.closed.load(Ordering::SeqCst) {
+            ev_queue.wait(Duration::from_millis(500));
+            if flush(&mut lock(&ev_writer), &ev_queue).is_err() {
                 return;
             }
         }
@@ -97,13 +92,31 @@ fn connection(stream: UnixStream, store: Arc<Mutex<Store>>, domid: u32, stop: Ar
         // Hold the writer while handling, so events this request causes
         // follow its reply (oxenstored's order) and never overtake it.
         let mut w = lock(&writer);
-        let reply = handle(&store, caller, &header, &payload, Sink::Conn(etx.clone()));
-        if w.write_all(&reply.to_bytes()).is_err() {
+        if flush(&mut w, &queue).is_err() {
+            break;
+        }
+        let reply = handle(&store, caller, &header, &payload, Sink::Conn(queue.clone()));
+        if w.write_all(&reply.to_bytes()).is_err() || flush(&mut w, &queue).is_err() {
             break;
         }
     }
+    queue.closed.store(true, Ordering::SeqCst);
     lock(&store).forget(caller.conn);
     let _ = lock(&writer).shutdown(std::net::Shutdown::Both);
+}
+
+/// Writes every queued event.
+fn flush(w: &mut UnixStream, queue: &EventQueue) -> std::io::Result<()> {
+    for (path, token) in queue.take_all() {
+        let m = Message::new(
+            MsgType::WatchEvent,
+            0,
+            0,
+            wire::encode_watch_event(&path, &token),
+        );
+        w.write_all(&m.to_bytes())?;
+    }
+    Ok(())
 }
 
 fn error(h: &wire::Header, e: ErrName) -> Message {

@@ -199,6 +199,11 @@ impl Client {
         Ok(Client { inner })
     }
 
+    /// How many requests this client has sent (ids are handed out in order).
+    pub fn requests_sent(&self) -> u32 {
+        self.inner.next_id.load(Ordering::Relaxed).saturating_sub(1)
+    }
+
     pub fn transport(&self) -> Transport {
         self.inner.transport
     }

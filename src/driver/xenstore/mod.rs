@@ -21,7 +21,7 @@ pub mod wire;
 
 use crate::driver::Driver;
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::xml::Element;
+use crate::model::xml::{Element, Node as XmlNode};
 use crate::model::{DomainDef, DomainId, DomainInfo, DomainName, DomainRef, State, Uuid};
 use client::{Client, ClientError, Event};
 use std::collections::HashMap;
@@ -103,17 +103,12 @@ impl XenstoreDriver {
     /// special watches that keep the lookup cache honest.
     pub fn open(endpoint: &Path, timeout: Duration) -> Result<XenstoreDriver> {
         let client = Client::connect(endpoint, timeout).map_err(map_err)?;
-        // One READ proves the daemon answers, not just that a socket exists.
-        client
-            .read(0, "/local/domain/0/name")
-            .or_else(|e| {
-                if e.is(ErrName::Enoent) {
-                    Ok(Vec::new())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(map_err)?;
+        // One READ proves the daemon answers, not just that a socket
+        // exists; any answer will do (a guest may not read dom0's name).
+        match client.read(0, "/local/domain/0/name") {
+            Ok(_) | Err(ClientError::Daemon(_)) => {}
+            Err(e) => return Err(map_err(e)),
+        }
         let generation = Arc::new(AtomicU64::new(1));
         let alive = Arc::new(AtomicBool::new(true));
         let (g, a) = (generation.clone(), alive.clone());
@@ -135,6 +130,10 @@ impl XenstoreDriver {
         if !watching {
             log::info!("xenstore: no domain watches; every lookup miss rescans");
         }
+        // The watches' initial events precede this reply on the connection,
+        // so once it is here they have been counted and the first scan's
+        // generation is final.
+        let _ = client.read(0, "/local/domain/0/domid");
         Ok(XenstoreDriver {
             client,
             cache: Mutex::new(Cache::default()),
@@ -270,25 +269,6 @@ impl XenstoreDriver {
             .ok_or_else(|| Error::state(format!("domain '{}' is not running", dom.name)))
     }
 
-    /// Checks that `dom` is still the domain with its id, and returns the id.
-    fn live(&self, dom: &DomainRef) -> Result<u32> {
-        let id = XenstoreDriver::domid(dom)?;
-        let now = self.read_ref(id).map_err(|e| {
-            if e.kind == ErrorKind::NoDomain {
-                Error::no_domain(format!("domain '{}' no longer exists", dom.name))
-            } else {
-                e
-            }
-        })?;
-        if now.uuid != dom.uuid {
-            return Err(Error::no_domain(format!(
-                "domain '{}' no longer exists",
-                dom.name
-            )));
-        }
-        Ok(id)
-    }
-
     /// Writes a domain's key inside a transaction that first checks the
     /// domain is the same one (a domid can be reused).
     fn write_checked(&self, dom: &DomainRef, key: &str, value: &str) -> Result<()> {
@@ -316,28 +296,59 @@ impl XenstoreDriver {
         checked
     }
 
-    /// Memory target and static maximum (KiB), vCPUs online and present.
-    fn resources(&self, id: u32) -> Result<(u64, u64, u32, u32)> {
+    /// Checks a `vm` read against the domain the caller holds.
+    fn same_domain(&self, dom: &DomainRef, id: u32, vm: XsRead) -> Result<()> {
+        let ok = match vm {
+            Ok(v) => uuid_of_vm(&text(&v)) == Some(dom.uuid),
+            Err(e) if e.is(ErrName::Enoent) => id == 0 && dom.uuid == Uuid([0; 16]),
+            Err(e) => return Err(map_err(e)),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::no_domain(format!(
+                "domain '{}' no longer exists",
+                dom.name
+            )))
+        }
+    }
+
+    /// What the tree says of a running domain's resources, checking in the
+    /// same round trip that it is still the domain `dom` names. Two round
+    /// trips whatever the number of domains: the keys, then each vCPU's
+    /// availability.
+    fn resources(&self, dom: &DomainRef) -> Result<Resources> {
+        let id = XenstoreDriver::domid(dom)?;
         let base = dom_path(id);
-        let mut r = self.reads(&[
-            format!("{base}/memory/target"),
-            format!("{base}/memory/static-max"),
-        ]);
-        let max = r.pop().unwrap_or(Err(ClientError::TimedOut));
-        let target = number(
-            r.pop()
-                .unwrap_or(Err(ClientError::TimedOut))
-                .map_err(|e| self.gone(e, id))?,
-            "memory/target",
-        )?;
+        let mut r = self
+            .client
+            .pipeline(
+                0,
+                &[
+                    Request::Read(format!("{base}/vm")),
+                    Request::Read(format!("{base}/memory/target")),
+                    Request::Read(format!("{base}/memory/static-max")),
+                    Request::Directory(format!("{base}/cpu")),
+                    Request::Read(format!("{base}/control/shutdown")),
+                ],
+            )
+            .into_iter();
+        let mut next = || r.next().unwrap_or(Err(ClientError::TimedOut));
+        let (vm, target, max, cpus, shutdown) = (next(), next(), next(), next(), next());
+        self.same_domain(dom, id, vm)?;
+        let target = number(target.map_err(|e| self.gone(e, id))?, "memory/target")?;
         let max = match max {
             Ok(m) => number(m, "memory/static-max")?,
             Err(e) if e.is(ErrName::Enoent) => target,
             Err(e) => return Err(self.gone(e, id)),
         };
-        let cpus = match self.client.directory(0, &format!("{base}/cpu")) {
-            Ok(c) => c,
+        let cpus = match cpus {
+            Ok(p) => wire::parse_directory(&p).map_err(|e| Error::backend(e.to_string()))?,
             Err(e) if e.is(ErrName::Enoent) => Vec::new(),
+            Err(e) if e.is(ErrName::E2big) => self
+                .client
+                .directory(0, &format!("{base}/cpu"))
+                .map_err(map_err)?,
             Err(e) => return Err(self.gone(e, id)),
         };
         let avail = self.reads(
@@ -350,20 +361,57 @@ impl XenstoreDriver {
             .into_iter()
             .filter(|a| matches!(a, Ok(v) if v.as_slice() == b"online"))
             .count() as u32;
-        Ok((target, max, online, cpus.len() as u32))
+        Ok(Resources {
+            target,
+            max,
+            online,
+            present: cpus.len() as u32,
+            shutdown_pending: matches!(shutdown, Ok(v) if !v.is_empty()),
+        })
     }
 
-    fn os_type_of(&self, dom: &DomainRef, id: u32) -> Result<String> {
-        if id == 0 {
-            // Dom0 is always a paravirtualised kernel and has no /vm entry.
-            return Ok("linux".into());
+    /// The OS type and boot image from `/vm/<uuid>/image`, checking in the
+    /// same round trip that the domain is still the one `dom` names.
+    fn image(&self, dom: &DomainRef, keys: &[&str]) -> Result<Vec<Option<String>>> {
+        let id = XenstoreDriver::domid(dom)?;
+        let mut reqs = vec![Request::Read(format!("{}/vm", dom_path(id)))];
+        if id != 0 {
+            reqs.extend(
+                keys.iter()
+                    .map(|k| Request::Read(format!("/vm/{}/image/{k}", dom.uuid))),
+            );
         }
-        let v = self
-            .client
-            .read(0, &format!("/vm/{}/image/ostype", dom.uuid))
-            .map_err(map_err)?;
-        Ok(text(v))
+        let mut r = self.client.pipeline(0, &reqs).into_iter();
+        self.same_domain(dom, id, r.next().unwrap_or(Err(ClientError::TimedOut)))?;
+        if id == 0 {
+            // Dom0 has no /vm entry and is always a paravirtualised kernel.
+            return Ok(keys
+                .iter()
+                .map(|k| (*k == "ostype").then(|| "linux".to_string()))
+                .collect());
+        }
+        r.map(|v| match v {
+            Ok(v) => Ok(Some(String::from_utf8_lossy(&v).into_owned())),
+            Err(e) if e.is(ErrName::Enoent) => Ok(None),
+            Err(e) => Err(map_err(e)),
+        })
+        .collect()
     }
+
+    /// Requests sent on this driver's connection so far (for cost checks).
+    pub fn requests_sent(&self) -> u32 {
+        self.client.requests_sent()
+    }
+}
+
+type XsRead = std::result::Result<Vec<u8>, ClientError>;
+
+struct Resources {
+    target: u64,
+    max: u64,
+    online: u32,
+    present: u32,
+    shutdown_pending: bool,
 }
 
 impl Drop for XenstoreDriver {
@@ -402,81 +450,71 @@ impl Driver for XenstoreDriver {
     }
 
     fn domain_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
-        let id = self.live(dom)?;
-        let (target, max, online, _) = self.resources(id)?;
+        let r = self.resources(dom)?;
         // A pending request in control/shutdown is the one state the tree
         // shows; running, paused and blocked look the same here.
-        let pending = self
-            .client
-            .read(0, &format!("{}/control/shutdown", dom_path(id)))
-            .map(|v| !v.is_empty())
-            .unwrap_or(false);
         Ok(DomainInfo {
-            state: if pending {
+            state: if r.shutdown_pending {
                 State::Shutdown
             } else {
                 State::NoState
             },
-            max_memory_kib: max,
-            memory_kib: target,
-            vcpus: online,
+            max_memory_kib: r.max,
+            memory_kib: r.target,
+            vcpus: r.online,
             cpu_time_ns: 0,
         })
     }
 
     fn domain_os_type(&self, dom: &DomainRef) -> Result<String> {
-        let id = self.live(dom)?;
-        self.os_type_of(dom, id)
+        match self.image(dom, &["ostype"])?.pop().flatten() {
+            Some(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+            _ => Err(Error::backend(format!(
+                "domain '{}' has no image/ostype in xenstore",
+                dom.name
+            ))),
+        }
     }
 
     fn domain_xml(&self, dom: &DomainRef) -> Result<DomainDef> {
-        let id = self.live(dom)?;
-        let (target, max, online, present) = self.resources(id)?;
-        let os_type = self.os_type_of(dom, id)?;
-        let mut image = HashMap::new();
-        if id != 0 {
-            let keys = ["kernel", "ramdisk", "cmdline"];
-            let paths: Vec<String> = keys
-                .iter()
-                .map(|k| format!("/vm/{}/image/{k}", dom.uuid))
-                .collect();
-            for (k, v) in keys.iter().zip(self.reads(&paths)) {
-                if let Ok(v) = v {
-                    image.insert(*k, String::from_utf8_lossy(&v).into_owned());
-                }
-            }
-        }
+        let id = XenstoreDriver::domid(dom)?;
+        let r = self.resources(dom)?;
+        let image = self.image(dom, &["ostype", "kernel", "ramdisk", "cmdline"])?;
+        let get = |i: usize| image.get(i).cloned().flatten().filter(|v| !v.is_empty());
+        let os_type = get(0).ok_or_else(|| {
+            Error::backend(format!(
+                "domain '{}' has no image/ostype in xenstore",
+                dom.name
+            ))
+        })?;
         let el = |name: &str, text: &str| {
             let mut e = Element::new(name);
             e.set_text(text);
-            crate::model::xml::Node::Element(e)
+            XmlNode::Element(e)
         };
         let mut root = Element::new("domain");
         root.set_attr("type", "xen");
         root.set_attr("id", &id.to_string());
         root.children.push(el("name", &dom.name.0));
         root.children.push(el("uuid", &dom.uuid.to_string()));
-        root.children.push(el("memory", &max.to_string()));
-        root.children.push(el("currentMemory", &target.to_string()));
+        root.children.push(el("memory", &r.max.to_string()));
+        root.children
+            .push(el("currentMemory", &r.target.to_string()));
         let mut vcpu = Element::new("vcpu");
-        let present = present.max(1);
-        if online > 0 && online < present {
-            vcpu.set_attr("current", &online.to_string());
+        let present = r.present.max(1);
+        if r.online > 0 && r.online < present {
+            vcpu.set_attr("current", &r.online.to_string());
         }
         vcpu.set_text(&present.to_string());
-        root.children.push(crate::model::xml::Node::Element(vcpu));
+        root.children.push(XmlNode::Element(vcpu));
         let mut os = Element::new("os");
         os.children.push(el("type", &os_type));
-        for (key, elem) in [
-            ("kernel", "kernel"),
-            ("ramdisk", "initrd"),
-            ("cmdline", "cmdline"),
-        ] {
-            if let Some(v) = image.get(key).filter(|v| !v.is_empty()) {
-                os.children.push(el(elem, v));
+        for (i, elem) in [(1, "kernel"), (2, "initrd"), (3, "cmdline")] {
+            if let Some(v) = get(i) {
+                os.children.push(el(elem, &v));
             }
         }
-        root.children.push(crate::model::xml::Node::Element(os));
+        root.children.push(XmlNode::Element(os));
         DomainDef::from_tree(root).map_err(|e| Error::backend(format!("building XML: {e}")))
     }
 
@@ -494,8 +532,7 @@ impl Driver for XenstoreDriver {
                 "a memory target below {MIN_MEMORY_KIB} KiB is refused"
             )));
         }
-        let id = XenstoreDriver::domid(dom)?;
-        let (_, max, _, _) = self.resources(id)?;
+        let max = self.resources(dom)?.max;
         if kib > max {
             return Err(Error::invalid(format!(
                 "{kib} KiB exceeds the domain's maximum of {max} KiB"
