@@ -101,11 +101,16 @@ pub struct HvDomain {
     pub info: DomainInfo,
 }
 
+/// What must follow a destroy besides Xen's part: the toolstack's
+/// bookkeeping (its xenstore entries), which Xen never removes.
+pub type AfterDestroy = Box<dyn Fn(DomainId, Uuid) -> Result<()> + Send + Sync>;
+
 pub struct HypervisorDriver {
     hc: Box<dyn Hypercall>,
     iface: InterfaceVersions,
     /// `XENVER_extraversion`, e.g. `.7`.
     extra: String,
+    after_destroy: Option<AfterDestroy>,
 }
 
 impl HypervisorDriver {
@@ -161,11 +166,23 @@ impl HypervisorDriver {
         let mut buf = [0u8; sys::XENVER_EXTRAVERSION_LEN];
         hc.xen_version(sys::XENVER_EXTRAVERSION, Some(&mut buf))
             .map_err(|e| xen_error("xen_version extraversion", e))?;
-        Ok(HypervisorDriver {
+        let driver = HypervisorDriver {
             hc,
             iface,
             extra: c_string(&buf),
-        })
+            after_destroy: None,
+        };
+        // One sysctl now: a guest's privcmd (EPERM) or a refused interface
+        // version (EACCES) shows at open, not on the first read.
+        driver.physinfo()?;
+        Ok(driver)
+    }
+
+    /// Runs `f` after every successful destroy (the connection removes the
+    /// domain's xenstore entries there, as libxl's destroy does).
+    pub fn after_destroy(mut self, f: AfterDestroy) -> HypervisorDriver {
+        self.after_destroy = Some(f);
+        self
     }
 
     /// `XENVER_capabilities`: e.g. `xen-3.0-x86_64 hvm-3.0-x86_32 ...`.
@@ -471,7 +488,15 @@ impl Driver for HypervisorDriver {
             )),
             _ => self.ctl_error("destroy", e),
         })?;
-        Ok(())
+        match &self.after_destroy {
+            Some(f) => f(DomainId(u32::from(raw.domain)), Uuid(raw.handle)).map_err(|e| {
+                Error::new(
+                    e.kind,
+                    format!("domain {} destroyed, but: {}", raw.domain, e.message),
+                )
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Xen caps a running domain's allocation at once (it does not reclaim

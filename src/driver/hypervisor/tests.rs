@@ -19,6 +19,8 @@ struct FakeDomain {
 struct FakeXen {
     version: i64,
     iface: (u32, u32),
+    /// False: the caller is a guest, and sysctl/domctl answer EPERM.
+    control: bool,
     domains: Mutex<Vec<FakeDomain>>,
     /// Every domctl/sysctl command issued, in order.
     calls: Mutex<Vec<u32>>,
@@ -44,6 +46,7 @@ impl FakeXen {
         FakeXen {
             version: 0x40011,
             iface: (0x15, 0x15),
+            control: true,
             domains: Mutex::new(vec![
                 FakeDomain {
                     info: GetDomainInfo {
@@ -96,6 +99,9 @@ impl Hypercall for FakeXen {
         out: Option<&mut [GetDomainInfo]>,
     ) -> std::result::Result<i64, Errno> {
         self.calls.lock().unwrap().push(op.cmd);
+        if !self.control {
+            return Err(libc::EPERM);
+        }
         if op.interface_version != self.iface.0 {
             return Err(libc::EACCES);
         }
@@ -135,6 +141,9 @@ impl Hypercall for FakeXen {
 
     fn domctl(&self, op: &mut XenDomctl) -> std::result::Result<i64, Errno> {
         self.calls.lock().unwrap().push(op.cmd);
+        if !self.control {
+            return Err(libc::EPERM);
+        }
         if op.interface_version != self.iface.1 {
             return Err(libc::EACCES);
         }
@@ -363,6 +372,32 @@ fn destroy_removes_even_a_shut_down_domain() {
 }
 
 #[test]
+fn destroy_runs_the_after_destroy_step_once_xen_is_done() {
+    let (d, xen) = driver();
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let xen2 = xen.clone();
+    let d = d.after_destroy(Box::new(move |id, uuid| {
+        // Xen no longer has the domain when the step runs.
+        assert!(xen2
+            .domains
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|x| u32::from(x.info.domain) != id.0));
+        log.lock().unwrap().push((id, uuid));
+        Err(Error::backend("xenstore unreachable"))
+    }));
+    let e = d.destroy(&dref(3, 3)).unwrap_err();
+    assert_eq!(*seen.lock().unwrap(), [(DomainId(3), Uuid([3; 16]))]);
+    assert_eq!(e.kind, ErrorKind::Backend);
+    assert!(e.message.contains("domain 3 destroyed, but"), "{e}");
+    // A refused destroy runs nothing.
+    assert!(d.destroy(&dref(0, 0)).is_err());
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[test]
 fn set_max_memory_sends_kib() {
     let (d, _) = driver();
     let r = dref(3, 3);
@@ -416,6 +451,26 @@ fn an_interface_version_mismatch_names_the_versions() {
     assert!(e.message.contains("Xen 4.17"), "{e}");
     // physinfo still works: only the domctl side differs.
     assert!(d.node_info().is_ok());
+}
+
+#[test]
+fn refusals_show_at_open() {
+    // A sysctl interface Xen refuses (EACCES) names the versions.
+    let mut xen = FakeXen::new();
+    xen.iface = (0x14, 0x15);
+    let e = HypervisorDriver::with_hypercall(Box::new(xen))
+        .err()
+        .unwrap();
+    assert_eq!(e.kind, ErrorKind::PermissionDenied);
+    assert!(e.message.contains("sysctl 0x15"), "{e}");
+    // A guest's privcmd: Xen answers EPERM to anyone but dom0.
+    let mut xen = FakeXen::new();
+    xen.control = false;
+    let e = HypervisorDriver::with_hypercall(Box::new(xen))
+        .err()
+        .unwrap();
+    assert_eq!(e.kind, ErrorKind::PermissionDenied);
+    assert!(e.message.contains("control domain"), "{e}");
 }
 
 #[test]
