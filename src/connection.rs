@@ -103,10 +103,9 @@ fn open_xen(opts: &ConnectOptions) -> Result<Vec<Box<dyn Driver>>> {
             "hypervisor: no privcmd device ({})",
             hypervisor::DEFAULT_PATHS.join(", ")
         )),
-        // A device the user named must work.
-        Err(e) if opts.privcmd.is_some() => return Err(e),
-        // An unknown Xen release or a refused device: go on without it,
-        // loudly, since state and info then come from slower back ends.
+        // A missing or refused device (named or default), or an unknown
+        // Xen release: go on without it, loudly, since state and info then
+        // come from slower back ends; the mount fails only with no back end.
         Err(e) => {
             log::warn!("xen:///: hypervisor driver off: {e}");
             tried.push(format!("hypervisor: {}", e.message));
