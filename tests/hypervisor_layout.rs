@@ -67,7 +67,13 @@ fn struct_layouts_match_xen_headers() {
         .map(|(k, v)| (k.clone(), *v))
         .collect();
     // The same set of structs and fields on both sides, with equal values.
-    assert_eq!(rust, c_layout);
+    let keys: std::collections::BTreeSet<_> = rust.keys().chain(c_layout.keys()).collect();
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| rust.get(*k) != c_layout.get(*k))
+        .map(|k| format!("{k}: Rust {:?}, C {:?}", rust.get(k), c_layout.get(k)))
+        .collect();
+    assert!(differ.is_empty(), "layouts differ:\n{}", differ.join("\n"));
     assert!(rust.len() > 40, "the comparison covers every field");
 }
 
