@@ -85,13 +85,24 @@ const CASES: &[(Who, Op, Expect)] = &[
     (
         Dom0,
         Ls("/local/domain/1/control"),
-        Out("platform-feature-multiprocessor-suspend=\"1\" (n0,r1)\n\
-             platform-feature-xs_reset_watches=\"1\" (n0,r1)\n\
-             shutdown=\"\" (n1)\n\
+        // As `xenstore-ls -p` shows it on a real 4.17 host with a PV guest.
+        Out("shutdown=\"\" (n1)\n\
              feature-poweroff=\"1\" (n1)\n\
              feature-reboot=\"1\" (n1)\n\
-             feature-suspend=\"\" (n1)\n\
-             sysrq=\"\" (n1)\n"),
+             feature-suspend=\"1\" (n1)\n\
+             sysrq=\"\" (n1)\n\
+             platform-feature-multiprocessor-suspend=\"1\" (n0,r1)\n\
+             platform-feature-xs_reset_watches=\"1\" (n0,r1)\n"),
+    ),
+    (
+        Dom0,
+        Ls("/local/domain/1/console"),
+        Out("backend=\"/local/domain/0/backend/console/1/0\" (n0,r1)\n\
+             backend-id=\"0\" (n1,r0)\n\
+             limit=\"1048576\" (n0,r1)\n\
+             type=\"xenconsoled\" (n0,r1)\n\
+             output=\"pty\" (n0,r1)\n\
+             tty=\"/dev/pts/1\" (n0,r1)\n"),
     ),
     (
         Dom0,

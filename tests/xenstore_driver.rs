@@ -134,3 +134,18 @@ fn a_host_file_chooses_the_guests() {
     );
     let _ = std::fs::remove_file(&file);
 }
+
+/// On a fresh boot dom0 has no memory keys: xenstore cannot give its info
+/// and says so ("not supported", so another driver may answer), while the
+/// rest of dom0 still reads.
+#[test]
+fn dom0_without_memory_keys_is_not_guessed() {
+    let sim = Sim::start(&["--dom0-memory", "0", "--guest", "g"]);
+    let d = XenstoreDriver::open(&sim.socket(), Duration::from_secs(5)).unwrap();
+    let dom0 = d.lookup_by_id(DomainId(0)).unwrap();
+    assert_eq!(dom0.name.0, "Domain-0");
+    let e = d.domain_info(&dom0).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotSupported, "{e}");
+    assert!(e.message.contains("memory/target"), "{e}");
+    assert_eq!(d.domain_os_type(&dom0).unwrap(), "linux");
+}

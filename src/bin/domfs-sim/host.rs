@@ -180,15 +180,25 @@ impl Host {
             let _ = s.mkdir(TOOLSTACK, 0, dir);
             let _ = s.set_perms(TOOLSTACK, 0, dir, &n0);
         }
-        let kib = (mib * 1024).to_string();
         for (k, v) in [
             ("/local/domain/0/domid", "0"),
             ("/local/domain/0/name", "Domain-0"),
             ("/local/pool/0/name", "Pool-0"),
-            ("/local/domain/0/memory/target", kib.as_str()),
-            ("/local/domain/0/memory/static-max", kib.as_str()),
         ] {
             let _ = s.write(TOOLSTACK, 0, k, v.as_bytes());
+        }
+        // libxl writes dom0's memory keys the first time it reads or sets
+        // dom0's target; 0 MiB stands for a fresh boot, without them.
+        if mib > 0 {
+            let kib = (mib * 1024).to_string();
+            for k in ["target", "static-max"] {
+                let _ = s.write(
+                    TOOLSTACK,
+                    0,
+                    &format!("/local/domain/0/memory/{k}"),
+                    kib.as_bytes(),
+                );
+            }
         }
     }
 
@@ -237,6 +247,7 @@ impl Host {
             let g = guest_caller(domid);
             let _ = s.write(g, 0, "control/feature-poweroff", b"1");
             let _ = s.write(g, 0, "control/feature-reboot", b"1");
+            let _ = s.write(g, 0, "control/feature-suspend", b"1");
         }
         log::info!("guest {} started as domain {domid}", spec.name);
         lock(&self.guests).insert(domid, Guest { domid, spec, stop });
@@ -250,6 +261,8 @@ impl Host {
         let vm = format!("/vm/{}", g.uuid);
         let ro = p(&[(Access::None, 0), (Access::Read, n)]);
         let rw = p(&[(Access::None, n)]);
+        // Seen on a real 4.17 host: the guest owns it and dom0 may read it.
+        let console_id = p(&[(Access::None, n), (Access::Read, 0)]);
         let start = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -269,7 +282,7 @@ impl Host {
                 (g.memory_mib * 1024).to_string(),
                 None,
             ),
-            (format!("{dom}/memory/videoram"), "-1".into(), None),
+            (format!("{dom}/memory/videoram"), "0".into(), None),
             (format!("{dom}/cpu"), String::new(), Some(&ro)),
             (format!("{dom}/store/port"), "1".into(), None),
             (
@@ -278,17 +291,26 @@ impl Host {
                 None,
             ),
             (format!("{dom}/control"), String::new(), Some(&ro)),
-            (
-                format!("{dom}/control/platform-feature-multiprocessor-suspend"),
-                "1".into(),
-                None,
-            ),
-            (
-                format!("{dom}/control/platform-feature-xs_reset_watches"),
-                "1".into(),
-                None,
-            ),
             (format!("{dom}/device"), String::new(), Some(&ro)),
+            (
+                format!("{dom}/device/suspend/event-channel"),
+                String::new(),
+                Some(&rw),
+            ),
+            (
+                format!("{dom}/console/backend"),
+                format!("/local/domain/0/backend/console/{n}/0"),
+                None,
+            ),
+            (
+                format!("{dom}/console/backend-id"),
+                "0".into(),
+                Some(&console_id),
+            ),
+            (format!("{dom}/console/limit"), "1048576".into(), None),
+            (format!("{dom}/console/type"), "xenconsoled".into(), None),
+            (format!("{dom}/console/output"), "pty".into(), None),
+            (format!("{dom}/console/tty"), format!("/dev/pts/{n}"), None),
             (vm.clone(), String::new(), Some(&ro)),
             (format!("{vm}/uuid"), g.uuid.to_string(), None),
             (format!("{vm}/name"), g.name.clone(), None),
@@ -326,6 +348,12 @@ impl Host {
             "sysrq",
         ] {
             nodes.push((format!("{dom}/control/{k}"), String::new(), Some(&rw)));
+        }
+        for k in [
+            "platform-feature-multiprocessor-suspend",
+            "platform-feature-xs_reset_watches",
+        ] {
+            nodes.push((format!("{dom}/control/{k}"), "1".into(), None));
         }
         for k in ["data", "drivers", "feature", "attr", "error"] {
             nodes.push((format!("{dom}/{k}"), String::new(), Some(&rw)));

@@ -25,6 +25,8 @@ DIR/xenstored/domain-N (as guest N). Guests come from --guest flags and from a
 host FILE (one SPEC a line, '#' comments); with neither, guest1 and guest2 run.
 SPEC: NAME[,memory=MiB][,maxmem=MiB][,vcpus=N][,maxvcpus=N][,uuid=UUID]
       [,type=pv|hvm][,kernel=PATH][,ramdisk=PATH][,cmdline=TEXT]
+--dom0-memory 0 leaves dom0's memory keys out, as on a fresh boot before
+libxl first touched them (default 1024).
 --daemon chooses whose behaviour to copy where the two differ (default
 oxenstored, Debian 12's). A guest that reads poweroff, halt or reboot in
 control/shutdown stops (and restarts for reboot) after --shutdown-delay

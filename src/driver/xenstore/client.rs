@@ -159,6 +159,8 @@ struct Inner {
     callback: Mutex<Option<Arc<Callback>>>,
     closed: AtomicBool,
     reconnecting: AtomicBool,
+    /// Held for a whole request on the xenbus device (see `pipeline`).
+    one_at_a_time: Mutex<()>,
 }
 
 /// A connection to xenstored; cheap to share (`Arc` inside).
@@ -194,6 +196,7 @@ impl Client {
             callback: Mutex::new(None),
             closed: AtomicBool::new(false),
             reconnecting: AtomicBool::new(false),
+            one_at_a_time: Mutex::new(()),
         });
         Inner::open(&inner)?;
         Ok(Client { inner })
@@ -227,17 +230,42 @@ impl Client {
 
     /// Sends several requests at once and waits for all replies: one round
     /// trip's latency for many values.
+    ///
+    /// Through the xenbus device there is one request at a time: on a real
+    /// 4.17 host, several outstanding requests on one open device broke the
+    /// kernel's connection and took xenstored down, while libxenstore (one
+    /// request at a time per handle) was fine.
     pub fn pipeline(&self, tx: u32, reqs: &[Request]) -> Vec<XsResult<Vec<u8>>> {
+        if self.inner.transport == Transport::Device {
+            return reqs
+                .iter()
+                .map(|r| {
+                    let _one = lock(&self.inner.one_at_a_time);
+                    self.exchange(tx, std::slice::from_ref(r))
+                        .pop()
+                        .unwrap_or(Err(ClientError::Protocol("no reply".into())))
+                })
+                .collect();
+        }
+        self.exchange(tx, reqs)
+    }
+
+    /// Sends `reqs` and waits for every reply.
+    fn exchange(&self, tx: u32, reqs: &[Request]) -> Vec<XsResult<Vec<u8>>> {
         let inner = &self.inner;
         let mut waits = Vec::with_capacity(reqs.len());
         for req in reqs {
             waits.push(Inner::send(inner, tx, req));
         }
+        // One deadline for the whole batch: a dead daemon costs one timeout,
+        // not one per request.
+        let deadline = std::time::Instant::now() + inner.timeout;
         waits
             .into_iter()
             .map(|w| {
                 let (id, rx) = w?;
-                let reply = match rx.recv_timeout(inner.timeout) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let reply = match rx.recv_timeout(left) {
                     Ok(m) => Ok(m),
                     Err(RecvTimeoutError::Timeout) => Err(ClientError::TimedOut),
                     Err(RecvTimeoutError::Disconnected) => Err(ClientError::NotConnected(
@@ -557,6 +585,7 @@ fn reconnect_loop(weak: Weak<Inner>) {
         inner.reconnecting.store(false, Ordering::SeqCst);
         let watches = lock(&inner.watches).clone();
         for (path, token) in watches {
+            let _one = lock(&inner.one_at_a_time);
             let sent = Inner::send(&inner, 0, &Request::Watch { path, token });
             if let Ok((id, rx)) = sent {
                 let _ = rx.recv_timeout(inner.timeout);

@@ -336,7 +336,19 @@ impl XenstoreDriver {
         let mut next = || r.next().unwrap_or(Err(ClientError::TimedOut));
         let (vm, target, max, cpus, shutdown) = (next(), next(), next(), next(), next());
         self.same_domain(dom, id, vm)?;
-        let target = number(target.map_err(|e| self.gone(e, id))?, "memory/target")?;
+        let target = match target {
+            Ok(t) => number(t, "memory/target")?,
+            // The domain exists (its `vm` just read back) but the tree has
+            // no target: dom0 on a fresh boot, before libxl first set it.
+            // Another driver may know; xenstore does not.
+            Err(e) if e.is(ErrName::Enoent) => {
+                return Err(Error::new(
+                    ErrorKind::NotSupported,
+                    format!("xenstore holds no memory/target for '{}'", dom.name),
+                ))
+            }
+            Err(e) => return Err(self.gone(e, id)),
+        };
         let max = match max {
             Ok(m) => number(m, "memory/static-max")?,
             Err(e) if e.is(ErrName::Enoent) => target,

@@ -97,6 +97,11 @@ fn a_silent_daemon_times_out() {
     let (r, took) = timed(|| c.read(0, "/a"));
     assert_eq!(r, Err(ClientError::TimedOut));
     assert!(took < Duration::from_secs(2), "{took:?}");
+    // A batch shares one deadline.
+    let reqs: Vec<Request> = (0..5).map(|i| Request::Read(format!("/k{i}"))).collect();
+    let (r, took) = timed(|| c.pipeline(0, &reqs));
+    assert!(r.iter().all(|x| *x == Err(ClientError::TimedOut)), "{r:?}");
+    assert!(took < Duration::from_millis(900), "{took:?}");
 }
 
 #[test]
