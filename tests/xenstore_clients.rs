@@ -544,3 +544,53 @@ fn transactions_retry_and_special_watches_fire() {
     assert!(sim.log_text().contains("domain 2: guest received poweroff"));
     assert!(!Path::new(&sim.guest_socket(2)).exists());
 }
+
+/// `@releaseDomain` reaches a guest only after dom0 grants it read access,
+/// as the daemons' permission on the special path says.
+#[test]
+fn special_watches_need_permission_for_guests() {
+    let sim = Sim::start(&[
+        "--shutdown-delay",
+        "50",
+        "--guest",
+        "a",
+        "--guest",
+        "b",
+        "--guest",
+        "c",
+    ]);
+    let d0 = Client::connect(&sim.socket(), Duration::from_secs(5)).unwrap();
+    let g = Client::connect(&sim.guest_socket(1), Duration::from_secs(5)).unwrap();
+    let events = Arc::new(Mutex::new(Vec::<String>::new()));
+    let e2 = events.clone();
+    g.on_event(move |e| {
+        if let Event::Watch { path, .. } = e {
+            e2.lock().unwrap().push(path);
+        }
+    });
+    g.watch("@releaseDomain", "r").unwrap();
+    Sim::wait_for(5, "the initial event", || events.lock().unwrap().len() == 1);
+    let b = Client::connect(&sim.guest_socket(2), Duration::from_secs(5)).unwrap();
+    assert_eq!(b.read_string(0, "name").unwrap(), "b");
+    d0.write(0, "/local/domain/2/control/shutdown", b"poweroff")
+        .unwrap();
+    Sim::wait_for(10, "b to go", || d0.read(0, "/local/domain/2").is_err());
+    // A destroyed guest's connection goes with it.
+    Sim::wait_for(5, "b's connection to close", || {
+        matches!(b.read(0, "name"), Err(ClientError::NotConnected(_)))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(events.lock().unwrap().len(), 1, "no access, no event");
+    let grant: Vec<Perm> = ["n0", "r1"]
+        .iter()
+        .map(|p| Perm::parse(p).unwrap())
+        .collect();
+    d0.set_perms(0, "@releaseDomain", &grant).unwrap();
+    assert_eq!(d0.get_perms(0, "@releaseDomain").unwrap(), grant);
+    d0.write(0, "/local/domain/3/control/shutdown", b"poweroff")
+        .unwrap();
+    Sim::wait_for(10, "the granted event", || {
+        events.lock().unwrap().len() >= 2
+    });
+    assert_eq!(events.lock().unwrap()[1], "@releaseDomain");
+}

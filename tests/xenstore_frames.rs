@@ -78,6 +78,9 @@ fn malformed_requests_get_errors() {
         (14, b"/a\0q7\0", "EINVAL"),
         (15, b"/a\0t\0", "EINVAL"),
         (2, &[0xff, 0xfe, 0], "EINVAL"),
+        (2, b"@introduceDomain\0", "EINVAL"),
+        (11, b"@x\0v", "EINVAL"),
+        (3, b"@other\0", "EINVAL"),
     ];
     for (i, (ty, payload, want)) in cases.iter().enumerate() {
         let m = Message {
@@ -91,6 +94,10 @@ fn malformed_requests_get_errors() {
         assert_eq!(r.req_id, i as u32 + 100);
         assert_eq!(error_name(&r), *want, "type {ty} payload {payload:?}");
     }
+    // The special watch paths carry permissions (n0 until dom0 changes them).
+    let m = Message::new(MsgType::GetPerms, 9, 0, b"@releaseDomain\0".to_vec());
+    s.write_all(&m.to_bytes()).unwrap();
+    assert_eq!(reply(&mut s).unwrap().payload, b"n0\0");
     // A transaction id nobody opened.
     let m = Message::new(MsgType::Read, 1, 77, b"/local\0".to_vec());
     s.write_all(&m.to_bytes()).unwrap();

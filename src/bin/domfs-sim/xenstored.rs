@@ -26,21 +26,40 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Serves `listener` until `stop` is set, each connection speaking for
-/// `domid` (0 = privileged dom0).
+/// `domid` (0 = privileged dom0). When stopped (the guest is destroyed) its
+/// connections are closed, as a destroyed domain's ring goes away.
 pub fn serve(listener: UnixListener, store: Arc<Mutex<Store>>, domid: u32, stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            if stop.load(Ordering::SeqCst) {
-                return;
-            }
-            match conn {
-                Ok(s) => {
+        // Only a guest's socket is ever stopped; dom0's blocks in accept.
+        if let Err(e) = listener.set_nonblocking(domid != 0) {
+            log::warn!("listener: {e}");
+            return;
+        }
+        let mut open: Vec<UnixStream> = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    if s.set_nonblocking(false).is_err() {
+                        continue;
+                    }
+                    if let Ok(c) = s.try_clone() {
+                        open.push(c);
+                    }
                     let store = store.clone();
                     let stop = stop.clone();
                     std::thread::spawn(move || connection(s, store, domid, stop));
                 }
-                Err(e) => log::warn!("accept: {e}"),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    log::warn!("accept: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
+        }
+        for s in open {
+            let _ = s.shutdown(std::net::Shutdown::Both);
         }
     });
 }
@@ -152,6 +171,25 @@ fn handle(
                 Err(ErrName::Eacces)
             }
         };
+        // `@` names are watch paths, and permission targets for the two
+        // special ones; as node paths they are invalid.
+        let node_path = match &req {
+            Request::Read(p)
+            | Request::Directory(p)
+            | Request::Mkdir(p)
+            | Request::Rm(p)
+            | Request::Write { path: p, .. }
+            | Request::DirectoryPart { path: p, .. } => Some(p.as_str()),
+            Request::GetPerms(p) | Request::SetPerms { path: p, .. }
+                if p != crate::store::INTRODUCE && p != crate::store::RELEASE =>
+            {
+                Some(p.as_str())
+            }
+            _ => None,
+        };
+        if node_path.is_some_and(|p| p.starts_with('@')) {
+            return Err(ErrName::Einval);
+        }
         Ok(match req {
             Request::Read(p) => s.read(caller, tx, &p)?,
             Request::Directory(p) => wire::encode_directory(&s.directory(caller, tx, &p)?.1),

@@ -130,9 +130,10 @@ impl XenstoreDriver {
         if !watching {
             log::info!("xenstore: no domain watches; every lookup miss rescans");
         }
-        // The watches' initial events precede this reply on the connection,
-        // so once it is here they have been counted and the first scan's
-        // generation is final.
+        // On a socket the watches' initial events precede this reply, so once
+        // it is here they have been counted and the first scan's generation
+        // is final. (Through the xenbus device the kernel answers WATCH
+        // itself and an initial event may come later: one extra rescan.)
         let _ = client.read(0, "/local/domain/0/domid");
         Ok(XenstoreDriver {
             client,
