@@ -2,6 +2,7 @@
 //! serve it, in priority order.
 
 use crate::dispatch::Dispatcher;
+use crate::driver::hypervisor::{self, HypervisorDriver};
 use crate::driver::test::TestDriver;
 use crate::driver::xend::XendDriver;
 use crate::driver::xenstore::{self, XenstoreDriver};
@@ -90,12 +91,26 @@ fn open_xen(opts: &ConnectOptions) -> Result<Vec<Box<dyn Driver>>> {
     if let Some(v) = opts.privcmd.as_deref() {
         check_privcmd(v)?;
     }
-    match opts.privcmd.as_deref() {
-        Some("none") => tried.push("hypervisor: turned off (privcmd=none)".into()),
-        p => tried.push(format!(
-            "hypervisor ({}): this build has no hypervisor driver",
-            p.unwrap_or(PRIVCMD_DEVICE)
+    let mut hv = None;
+    match HypervisorDriver::open(opts.privcmd.as_deref()) {
+        Ok(Some(d)) => {
+            log::info!("xen:///: hypervisor through privcmd");
+            hv = Some(d);
+        }
+        Ok(None) if opts.privcmd.is_some() => {
+            tried.push("hypervisor: turned off (privcmd=none)".into())
+        }
+        Ok(None) => tried.push(format!(
+            "hypervisor: no privcmd device ({})",
+            hypervisor::DEFAULT_PATHS.join(", ")
         )),
+        // A missing or refused device (named or default), or an unknown
+        // Xen release: go on without it, loudly, since state and info then
+        // come from slower back ends; the mount fails only with no back end.
+        Err(e) => {
+            log::warn!("xen:///: hypervisor driver off: {e}");
+            tried.push(format!("hypervisor: {}", e.message));
+        }
     }
 
     if let Some(url) = opts.xend.as_deref() {
@@ -122,10 +137,14 @@ fn open_xen(opts: &ConnectOptions) -> Result<Vec<Box<dyn Driver>>> {
             Ok(d) => {
                 log::info!("xen:///: xenstore through {ep}");
                 drivers.push(Box::new(d));
+                hv = hv.map(|h| h.after_destroy(forget_in_xenstore(ep.into())));
                 break;
             }
             Err(e) => tried.push(format!("xenstore ({ep}): {}", e.message)),
         }
+    }
+    if let Some(h) = hv {
+        drivers.insert(0, Box::new(h));
     }
 
     for t in &tried {
@@ -138,6 +157,46 @@ fn open_xen(opts: &ConnectOptions) -> Result<Vec<Box<dyn Driver>>> {
         ));
     }
     Ok(drivers)
+}
+
+/// The toolstack's half of a destroy, after Xen's: libxl removes the
+/// domain's xenstore entries (`/local/domain/N`, its `/vm` entry,
+/// `/libxl/N`, its backends in dom0), and nothing else does, so without this
+/// a destroyed domain would stay listed.
+fn forget_in_xenstore(endpoint: std::path::PathBuf) -> hypervisor::AfterDestroy {
+    use xenstore::client::{Client, ClientError, DEFAULT_TIMEOUT};
+    use xenstore::wire::ErrName;
+    let fail = |what: &str, e: ClientError| {
+        Error::backend(format!("removing its xenstore entries: {what}: {e}"))
+    };
+    Box::new(move |id, uuid| {
+        let c = Client::connect(&endpoint, DEFAULT_TIMEOUT).map_err(|e| fail("connect", e))?;
+        let home = format!("/local/domain/{id}");
+        let mut paths = Vec::new();
+        match c.read_string(0, &format!("{home}/vm")) {
+            Ok(vm) if vm.starts_with("/vm/") && !vm.contains("..") => paths.push(vm),
+            _ => paths.push(format!("/vm/{uuid}")),
+        }
+        match c.directory(0, "/local/domain/0/backend") {
+            Ok(kinds) => paths.extend(
+                kinds
+                    .iter()
+                    .map(|k| format!("/local/domain/0/backend/{k}/{id}")),
+            ),
+            Err(e) if e.is(ErrName::Enoent) => {}
+            Err(e) => return Err(fail("backends", e)),
+        }
+        paths.push(format!("/libxl/{id}"));
+        paths.push(home);
+        for p in &paths {
+            match c.rm(0, p) {
+                Ok(()) => {}
+                Err(e) if e.is(ErrName::Enoent) => {}
+                Err(e) => return Err(fail(p, e)),
+            }
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! Drivers never see the filesystem: they speak the model (`DomainRef`,
 //! `DomainInfo`, `DomainDef`, ...) and the one `Error` type.
 
+pub mod hypervisor;
 pub mod test;
 pub mod xend;
 pub mod xenstore;

@@ -1,0 +1,514 @@
+//! The hypervisor driver: asks Xen directly through privcmd hypercalls for
+//! domain state and info, node info and the version, and pauses, unpauses,
+//! destroys and caps domains. It is the fastest source of state on
+//! `xen:///`, so the dispatcher asks it first for those.
+//!
+//! Xen knows no names, so this driver does not list or look up domains: the
+//! `DomainRef`s (name, UUID, id) come from xenstore, as in libvirt's
+//! xen_unified. It checks that the id it is asked about still carries the
+//! UUID it was given (Xen's domain handle is the UUID), so a reused id never
+//! answers for another domain. It must never read a struct of an interface
+//! version it does not know: see [`VERSIONS`].
+
+pub mod sys;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests a panic is the failure report
+mod tests;
+
+use crate::driver::{Driver, Operation};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{DomainId, DomainInfo, DomainRef, Hypervisor, Lifecycle, NodeInfo, State};
+use crate::model::{Uuid, Version};
+use sys::{Errno, GetDomainInfo, Hypercall, XenDomctl, XenSysctl};
+
+/// The domctl and sysctl interface versions of one Xen release. Xen refuses
+/// (EACCES) any other version before reading the rest of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceVersions {
+    pub major: u32,
+    pub minor: u32,
+    pub sysctl: u32,
+    pub domctl: u32,
+}
+
+/// The Xen releases whose structs this driver's layouts match, checked by
+/// `tests/hypervisor_layout.rs` against libxen-dev. One entry per release:
+/// adding one means checking its layouts (4.16's physinfo differs; 4.18
+/// changed getdomaininfo's answer for a missing domain).
+pub const VERSIONS: &[InterfaceVersions] = &[InterfaceVersions {
+    major: 4,
+    minor: 17,
+    sysctl: 0x15,
+    domctl: 0x15,
+}];
+
+/// Where privcmd lives: current kernels, then the xenfs file of old ones.
+pub const DEFAULT_PATHS: [&str; 2] = ["/dev/xen/privcmd", "/proc/xen/privcmd"];
+
+/// `XEN_DOMINF_*` bits (Xen 4.17 `domctl.h`).
+pub mod flags {
+    pub const DYING: u32 = 1 << 0;
+    pub const HVM_GUEST: u32 = 1 << 1;
+    pub const SHUTDOWN: u32 = 1 << 2;
+    pub const PAUSED: u32 = 1 << 3;
+    pub const BLOCKED: u32 = 1 << 4;
+    pub const RUNNING: u32 = 1 << 5;
+    pub const SHUTDOWN_SHIFT: u32 = 16;
+    pub const SHUTDOWN_MASK: u32 = 0xff;
+    /// `SHUTDOWN_crash` and `SHUTDOWN_watchdog` (`sched.h`).
+    pub const REASON_CRASH: u32 = 3;
+    pub const REASON_WATCHDOG: u32 = 4;
+}
+
+/// The state a domain's flags mean, testing bits in priority order (not
+/// libvirt's exact-value match, which made paused+blocked "no state"). The
+/// reason bits count only with the shutdown bit: they read 0xff otherwise.
+pub fn state_from_flags(f: u32) -> State {
+    if f & flags::DYING != 0 {
+        return State::Shutdown;
+    }
+    if f & flags::SHUTDOWN != 0 {
+        let reason = (f >> flags::SHUTDOWN_SHIFT) & flags::SHUTDOWN_MASK;
+        return match reason {
+            flags::REASON_CRASH | flags::REASON_WATCHDOG => State::Crashed,
+            _ => State::ShutOff,
+        };
+    }
+    if f & flags::PAUSED != 0 {
+        State::Paused
+    } else if f & flags::RUNNING != 0 {
+        State::Running
+    } else if f & flags::BLOCKED != 0 {
+        State::Blocked
+    } else {
+        State::NoState
+    }
+}
+
+/// KiB in one Xen page (4 KiB frames on x86).
+const PAGE_KIB: u64 = 4;
+/// Domain ids from here on are reserved (`DOMID_FIRST_RESERVED`).
+const DOMID_FIRST_RESERVED: u32 = 0x7ff0;
+/// Entries asked for per `getdomaininfolist` call.
+const LIST_BATCH: usize = 64;
+
+/// What the hypervisor itself reports about one domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HvDomain {
+    pub id: DomainId,
+    pub uuid: Uuid,
+    pub flags: u32,
+    pub info: DomainInfo,
+}
+
+/// What must follow a destroy besides Xen's part: the toolstack's
+/// bookkeeping (its xenstore entries), which Xen never removes.
+pub type AfterDestroy = Box<dyn Fn(DomainId, Uuid) -> Result<()> + Send + Sync>;
+
+pub struct HypervisorDriver {
+    hc: Box<dyn Hypercall>,
+    iface: InterfaceVersions,
+    /// `XENVER_extraversion`, e.g. `.7`.
+    extra: String,
+    after_destroy: Option<AfterDestroy>,
+}
+
+impl HypervisorDriver {
+    /// Opens privcmd: `Some("none")` disables the driver (`Ok(None)`), a
+    /// path must open, and without one the default paths are tried, a host
+    /// without either being no Xen host (`Ok(None)`).
+    pub fn open(path: Option<&str>) -> Result<Option<HypervisorDriver>> {
+        let path = match path {
+            Some("none") => return Ok(None),
+            Some(p) => p.to_string(),
+            None => match DEFAULT_PATHS
+                .iter()
+                .find(|p| std::path::Path::new(p).exists())
+            {
+                Some(p) => p.to_string(),
+                None => return Ok(None),
+            },
+        };
+        let privcmd = sys::Privcmd::open(&path).map_err(|e| {
+            let kind = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                _ => ErrorKind::NotConnected,
+            };
+            Error::new(kind, format!("cannot open the privcmd device {path}: {e}"))
+        })?;
+        if !privcmd.has_buffer_device() {
+            log::info!("no /dev/xen/hypercall: hypercall buffers are locked memory");
+        }
+        HypervisorDriver::with_hypercall(Box::new(privcmd)).map(Some)
+    }
+
+    /// Asks Xen its version and picks the matching interface versions;
+    /// an unknown release is refused, never guessed at.
+    pub fn with_hypercall(hc: Box<dyn Hypercall>) -> Result<HypervisorDriver> {
+        let v = hc
+            .xen_version(sys::XENVER_VERSION, None)
+            .map_err(|e| xen_error("xen_version", e))?;
+        let (major, minor) = ((v >> 16) as u32, (v & 0xffff) as u32);
+        let iface = VERSIONS
+            .iter()
+            .find(|i| (i.major, i.minor) == (major, minor))
+            .copied()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotSupported,
+                    format!(
+                        "the hypervisor is Xen {major}.{minor}, whose domctl/sysctl interface \
+                         this build does not know; it knows {}",
+                        known_versions()
+                    ),
+                )
+            })?;
+        let mut buf = [0u8; sys::XENVER_EXTRAVERSION_LEN];
+        hc.xen_version(sys::XENVER_EXTRAVERSION, Some(&mut buf))
+            .map_err(|e| xen_error("xen_version extraversion", e))?;
+        let driver = HypervisorDriver {
+            hc,
+            iface,
+            extra: c_string(&buf),
+            after_destroy: None,
+        };
+        // One sysctl now: a guest's privcmd (EPERM) or a refused interface
+        // version (EACCES) shows at open, not on the first read.
+        driver.physinfo()?;
+        Ok(driver)
+    }
+
+    /// Runs `f` after every successful destroy (the connection removes the
+    /// domain's xenstore entries there, as libxl's destroy does).
+    pub fn after_destroy(mut self, f: AfterDestroy) -> HypervisorDriver {
+        self.after_destroy = Some(f);
+        self
+    }
+
+    /// `XENVER_capabilities`: e.g. `xen-3.0-x86_64 hvm-3.0-x86_32 ...`.
+    pub fn capabilities(&self) -> Result<Vec<String>> {
+        let mut buf = vec![0u8; sys::XENVER_CAPABILITIES_LEN];
+        self.hc
+            .xen_version(sys::XENVER_CAPABILITIES, Some(&mut buf))
+            .map_err(|e| xen_error("xen_version capabilities", e))?;
+        Ok(c_string(&buf)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The extra version string (`XENVER_extraversion`).
+    pub fn extra_version(&self) -> &str {
+        &self.extra
+    }
+
+    /// Explains an errno of a domctl or sysctl; EACCES is how Xen refuses an
+    /// interface version, so that message names both sides.
+    fn ctl_error(&self, what: &str, e: Errno) -> Error {
+        if e == libc::EACCES {
+            return Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "{what}: Xen refused the request (EACCES): domfs sent the interface \
+                     versions of Xen {}.{} (sysctl {:#x}, domctl {:#x}); a hypervisor of \
+                     another release answers so",
+                    self.iface.major, self.iface.minor, self.iface.sysctl, self.iface.domctl
+                ),
+            );
+        }
+        xen_error(what, e)
+    }
+
+    fn domctl(&self, what: &str, cmd: u32, id: DomainId) -> Result<XenDomctl> {
+        let domid = domid(id)?;
+        let mut op = XenDomctl::new(cmd, self.iface.domctl, domid);
+        self.hc
+            .domctl(&mut op)
+            .map_err(|e| self.ctl_error(what, e))?;
+        Ok(op)
+    }
+
+    /// `getdomaininfo` for exactly `id`: Xen 4.17 answers with the next
+    /// higher domain when `id` is gone, so the returned id is checked.
+    fn raw_info(&self, id: DomainId) -> Result<GetDomainInfo> {
+        let op = self.domctl("getdomaininfo", sys::DOMCTL_GETDOMAININFO, id)?;
+        let info = op.getdomaininfo();
+        if u32::from(info.domain) != id.0 {
+            return Err(Error::no_domain(format!("domain {id} does not exist")));
+        }
+        Ok(info)
+    }
+
+    /// Info of the domain `dom` names, refusing a reused id.
+    fn checked_info(&self, dom: &DomainRef, op: Operation) -> Result<GetDomainInfo> {
+        let Some(id) = dom.id else {
+            // Inactive domains are xend's; Xen has never heard of them.
+            return Err(Error::not_supported(op));
+        };
+        let info = self.raw_info(id)?;
+        if info.handle != dom.uuid.0 {
+            return Err(Error::no_domain(format!(
+                "domain {id} is now another domain (uuid {}, not {})",
+                Uuid(info.handle),
+                dom.uuid
+            )));
+        }
+        Ok(info)
+    }
+
+    fn to_info(&self, raw: &GetDomainInfo) -> Result<DomainInfo> {
+        Ok(DomainInfo {
+            state: state_from_flags(raw.flags),
+            max_memory_kib: if raw.max_pages >= u64::from(u32::MAX) {
+                // "No limit" (dom0 without dom0_mem=max:): the host's memory.
+                self.physinfo()?.total_pages.saturating_mul(PAGE_KIB)
+            } else {
+                raw.max_pages.saturating_mul(PAGE_KIB)
+            },
+            memory_kib: raw.tot_pages.saturating_mul(PAGE_KIB),
+            vcpus: raw.nr_online_vcpus,
+            cpu_time_ns: raw.cpu_time,
+        })
+    }
+
+    /// Every domain Xen has, in id order (`getdomaininfolist`), with its
+    /// UUID and info: what the hypervisor alone can say.
+    pub fn domains(&self) -> Result<Vec<HvDomain>> {
+        let mut out = Vec::new();
+        let mut first: u32 = 0;
+        let mut batch = vec![GetDomainInfo::default(); LIST_BATCH];
+        while first < DOMID_FIRST_RESERVED {
+            let mut op = XenSysctl::new(sys::SYSCTL_GETDOMAININFOLIST, self.iface.sysctl);
+            op.set_getdomaininfolist(sys::SysctlGetDomainInfoList {
+                first_domain: first as u16,
+                max_domains: LIST_BATCH as u32,
+                ..Default::default()
+            });
+            self.hc
+                .sysctl(&mut op, Some(&mut batch))
+                .map_err(|e| self.ctl_error("getdomaininfolist", e))?;
+            let n = (op.getdomaininfolist().num_domains as usize).min(LIST_BATCH);
+            for raw in &batch[..n] {
+                let id = u32::from(raw.domain);
+                if id < first || id >= DOMID_FIRST_RESERVED {
+                    return Err(Error::backend(format!(
+                        "getdomaininfolist from {first} answered domain {id}"
+                    )));
+                }
+                out.push(HvDomain {
+                    id: DomainId(id),
+                    uuid: Uuid(raw.handle),
+                    flags: raw.flags,
+                    info: self.to_info(raw)?,
+                });
+            }
+            match out.last() {
+                Some(last) if n == LIST_BATCH => first = last.id.0 + 1,
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// What Xen says of domain `id`, whatever its UUID.
+    pub fn domain_by_id(&self, id: DomainId) -> Result<HvDomain> {
+        let raw = self.raw_info(id)?;
+        Ok(HvDomain {
+            id,
+            uuid: Uuid(raw.handle),
+            flags: raw.flags,
+            info: self.to_info(&raw)?,
+        })
+    }
+
+    fn physinfo(&self) -> Result<sys::SysctlPhysinfo> {
+        let mut op = XenSysctl::new(sys::SYSCTL_PHYSINFO, self.iface.sysctl);
+        self.hc
+            .sysctl(&mut op, None)
+            .map_err(|e| self.ctl_error("physinfo", e))?;
+        Ok(op.physinfo())
+    }
+
+    /// Checks the state table, then issues a domctl that changes `dom`.
+    fn lifecycle(&self, dom: &DomainRef, op: Operation, life: Lifecycle, cmd: u32) -> Result<()> {
+        let raw = self.checked_info(dom, op)?;
+        let state = state_from_flags(raw.flags);
+        if !state.allows(life) {
+            return Err(Error::state(format!(
+                "cannot {life} domain {} while it is {state}",
+                dom.name
+            )));
+        }
+        let id = DomainId(u32::from(raw.domain));
+        let mut ctl = XenDomctl::new(cmd, self.iface.domctl, raw.domain);
+        self.hc.domctl(&mut ctl).map_err(|e| match e {
+            // Xen's EINVAL here: the domain we run in, or a pause count
+            // that would leave its range.
+            libc::EINVAL | libc::EOVERFLOW => Error::state(format!(
+                "Xen refused to {life} domain {id} ({}); domfs cannot {life} the domain it \
+                 runs in",
+                errno_name(e)
+            )),
+            _ => self.ctl_error(life.as_str(), e),
+        })?;
+        Ok(())
+    }
+}
+
+fn known_versions() -> String {
+    VERSIONS
+        .iter()
+        .map(|i| {
+            format!(
+                "Xen {}.{} (sysctl {:#x}, domctl {:#x})",
+                i.major, i.minor, i.sysctl, i.domctl
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn domid(id: DomainId) -> Result<u16> {
+    if id.0 >= DOMID_FIRST_RESERVED {
+        return Err(Error::no_domain(format!(
+            "{id} is not a domain id (Xen's ids end below {DOMID_FIRST_RESERVED})"
+        )));
+    }
+    Ok(id.0 as u16)
+}
+
+/// The text before the first NUL, lossily as UTF-8.
+fn c_string(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn errno_name(e: Errno) -> String {
+    match e {
+        libc::EPERM => "EPERM".into(),
+        libc::ESRCH => "ESRCH".into(),
+        libc::EACCES => "EACCES".into(),
+        libc::EFAULT => "EFAULT".into(),
+        libc::EINVAL => "EINVAL".into(),
+        libc::ENOSYS => "ENOSYS".into(),
+        libc::EOVERFLOW => "EOVERFLOW".into(),
+        _ => format!("errno {e}"),
+    }
+}
+
+/// The errno of a hypercall as the one error type.
+fn xen_error(what: &str, e: Errno) -> Error {
+    let name = errno_name(e);
+    match e {
+        libc::ESRCH => Error::no_domain(format!("{what}: no such domain ({name})")),
+        libc::EPERM | libc::EACCES => Error::new(
+            ErrorKind::PermissionDenied,
+            format!("{what}: Xen refused ({name}); only the control domain (dom0) may ask"),
+        ),
+        libc::EFAULT => Error::backend(format!(
+            "{what}: Xen could not reach the hypercall buffer ({name})"
+        )),
+        _ => Error::backend(format!("{what}: hypercall failed ({name})")),
+    }
+}
+
+impl Driver for HypervisorDriver {
+    fn name(&self) -> &str {
+        "hypervisor"
+    }
+
+    fn domain_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
+        let raw = self.checked_info(dom, Operation::DomainInfo)?;
+        self.to_info(&raw)
+    }
+
+    fn node_info(&self) -> Result<NodeInfo> {
+        let p = self.physinfo()?;
+        let nodes = p.nr_nodes.max(1);
+        let per_socket = p.cores_per_socket.max(1) * p.threads_per_core.max(1);
+        Ok(NodeInfo {
+            model: std::env::consts::ARCH.to_string(),
+            cpus: p.nr_cpus,
+            mhz: p.cpu_khz / 1000,
+            nodes,
+            // libvirt's legacy driver: CPUs spread evenly over the cells.
+            sockets: (p.nr_cpus / (nodes * per_socket)).max(1),
+            cores: p.cores_per_socket,
+            threads: p.threads_per_core,
+            memory_kib: p.total_pages.saturating_mul(PAGE_KIB),
+        })
+    }
+
+    fn hypervisor(&self) -> Result<Hypervisor> {
+        let release = self
+            .extra
+            .trim_start_matches('.')
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        Ok(Hypervisor {
+            kind: "Xen".into(),
+            version: Version {
+                major: self.iface.major,
+                minor: self.iface.minor,
+                release,
+            },
+        })
+    }
+
+    fn suspend(&self, dom: &DomainRef) -> Result<()> {
+        self.lifecycle(
+            dom,
+            Operation::Suspend,
+            Lifecycle::Suspend,
+            sys::DOMCTL_PAUSEDOMAIN,
+        )
+    }
+
+    fn resume(&self, dom: &DomainRef) -> Result<()> {
+        self.lifecycle(
+            dom,
+            Operation::Resume,
+            Lifecycle::Resume,
+            sys::DOMCTL_UNPAUSEDOMAIN,
+        )
+    }
+
+    /// Any domain Xen still has can be destroyed, including one that shut
+    /// down or crashed and waits for its toolstack: no state check.
+    fn destroy(&self, dom: &DomainRef) -> Result<()> {
+        let raw = self.checked_info(dom, Operation::Destroy)?;
+        let mut ctl = XenDomctl::new(sys::DOMCTL_DESTROYDOMAIN, self.iface.domctl, raw.domain);
+        self.hc.domctl(&mut ctl).map_err(|e| match e {
+            libc::EINVAL => Error::state(format!(
+                "Xen refused to destroy domain {} (EINVAL): domfs cannot destroy the domain \
+                 it runs in",
+                raw.domain
+            )),
+            _ => self.ctl_error("destroy", e),
+        })?;
+        match &self.after_destroy {
+            Some(f) => f(DomainId(u32::from(raw.domain)), Uuid(raw.handle)).map_err(|e| {
+                Error::new(
+                    e.kind,
+                    format!("domain {} destroyed, but: {}", raw.domain, e.message),
+                )
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Xen caps a running domain's allocation at once (it does not reclaim
+    /// memory already above the cap), so the model's "only when shut off"
+    /// rule, which is the test driver's, does not apply here.
+    fn set_max_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
+        let raw = self.checked_info(dom, Operation::SetMaxMemory)?;
+        let mut ctl = XenDomctl::new(sys::DOMCTL_MAX_MEM, self.iface.domctl, raw.domain);
+        ctl.set_max_mem(sys::DomctlMaxMem { max_memkb: kib });
+        self.hc
+            .domctl(&mut ctl)
+            .map_err(|e| self.ctl_error("max_mem", e))?;
+        Ok(())
+    }
+}
