@@ -5,6 +5,8 @@
 //!   xen-hv node            node info, as node/info shows it
 //!   xen-hv version         type, version and capabilities
 //!   xen-hv pause|unpause|destroy ID
+//!   xen-hv poll FILE MS    reads FILE, polls it for POLLPRI up to MS ms, then
+//!                          prints `woke VALUE` or `timeout VALUE` (re-read from 0)
 
 use domfs::driver::hypervisor::HypervisorDriver;
 use domfs::driver::Driver;
@@ -49,13 +51,50 @@ fn run(args: &[String]) -> domfs::Result<()> {
                 _ => hv.destroy(&r)?,
             }
         }
+        Some("poll") => {
+            let (Some(file), Some(ms)) = (args.get(1), args.get(2).and_then(|m| m.parse().ok()))
+            else {
+                return Err(domfs::Error::invalid("usage: xen-hv poll FILE MS"));
+            };
+            println!(
+                "{}",
+                poll_once(file, ms).map_err(|e| domfs::Error::backend(e.to_string()))?
+            );
+        }
         _ => {
             return Err(domfs::Error::invalid(
-                "usage: xen-hv list|node|version|pause ID|unpause ID|destroy ID",
+                "usage: xen-hv list|node|version|pause ID|unpause ID|destroy ID|poll FILE MS",
             ))
         }
     }
     Ok(())
+}
+
+/// What a sysfs-style poller does: read, poll for POLLPRI, seek to 0, read.
+fn poll_once(file: &str, ms: u16) -> std::io::Result<String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::{Read, Seek};
+    use std::os::fd::AsFd;
+    let mut f = std::fs::File::open(file)?;
+    let mut first = String::new();
+    f.read_to_string(&mut first)?;
+    let mut fds = [PollFd::new(
+        f.as_fd(),
+        PollFlags::POLLPRI | PollFlags::POLLIN,
+    )];
+    let n = poll(&mut fds, PollTimeout::from(ms)).map_err(std::io::Error::from)?;
+    let woke = n > 0
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLPRI));
+    f.rewind()?;
+    let mut now = String::new();
+    f.read_to_string(&mut now)?;
+    Ok(format!(
+        "{} {}",
+        if woke { "woke" } else { "timeout" },
+        now.trim()
+    ))
 }
 
 fn main() -> ExitCode {

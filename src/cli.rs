@@ -193,6 +193,17 @@ const OPTIONS: &[Opt] = &[
         |o, v| o.connect.privcmd = Some(v.to_string()),
         "xen:///: the privcmd device, or none",
     ),
+    value(
+        "poll_ms",
+        "N",
+        |o, v| match v.parse::<u64>() {
+            Ok(n) => o.connect.poll_ms = Some(n),
+            Err(_) => o
+                .warnings
+                .push(format!("poll_ms={v} is not a number of milliseconds; ignored")),
+        },
+        "xen:///: how often the hypervisor is asked for changes no watch reports (default 500; 0: never)",
+    ),
     flag(
         "retry",
         |o| o.retry = true,

@@ -23,6 +23,9 @@ pub struct ConnectOptions {
     pub xend: Option<String>,
     /// `-o privcmd=PATH|none`: the privcmd device, or `none` to go without.
     pub privcmd: Option<String>,
+    /// `-o poll_ms=N`: how often the hypervisor driver compares domain
+    /// lists for changes no watch reports; 0 never.
+    pub poll_ms: Option<u64>,
 }
 
 pub fn open(uri: &Uri, opts: &ConnectOptions) -> Result<Dispatcher> {
@@ -48,6 +51,8 @@ pub fn open(uri: &Uri, opts: &ConnectOptions) -> Result<Dispatcher> {
 pub const XENSTORE_SOCKET: &str = "/var/run/xenstored/socket";
 /// The kernel's xenbus devices, tried after the socket as libxenstore does.
 pub const XENBUS_DEVICES: [&str; 2] = ["/dev/xen/xenbus", "/proc/xen/xenbus"];
+/// How often the hypervisor is asked for changes no watch reports.
+pub const DEFAULT_POLL_MS: u64 = 500;
 pub const PRIVCMD_DEVICE: &str = "/dev/xen/privcmd";
 
 /// Checks `-o xend=`: `unix:/ABSOLUTE/PATH` or `http://HOST:PORT`.
@@ -95,7 +100,8 @@ fn open_xen(opts: &ConnectOptions) -> Result<Vec<Box<dyn Driver>>> {
     match HypervisorDriver::open(opts.privcmd.as_deref()) {
         Ok(Some(d)) => {
             log::info!("xen:///: hypervisor through privcmd");
-            hv = Some(d);
+            let every = std::time::Duration::from_millis(opts.poll_ms.unwrap_or(DEFAULT_POLL_MS));
+            hv = Some(d.poll_every(every));
         }
         Ok(None) if opts.privcmd.is_some() => {
             tried.push("hypervisor: turned off (privcmd=none)".into())

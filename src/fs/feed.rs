@@ -272,6 +272,19 @@ impl Feed {
         inodes: &Mutex<InodeTable>,
         d: &Dispatcher,
     ) {
+        // A driver that knows no names (the hypervisor) leaves the name
+        // empty; it is looked up here.
+        let named;
+        let e = if e.name.is_empty() {
+            let mut full = e.clone();
+            full.name = d
+                .lookup_by_uuid(e.uuid)
+                .map_or_else(|_| e.uuid.to_string(), |r| r.name.0);
+            named = full;
+            &named
+        } else {
+            e
+        };
         {
             let mut next = lock(&self.next_generation);
             *next += 1;

@@ -10,6 +10,7 @@
 //! answers for another domain. It must never read a struct of an interface
 //! version it does not know: see [`VERSIONS`].
 
+pub mod poll;
 pub mod sys;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // in tests a panic is the failure report
@@ -106,11 +107,13 @@ pub struct HvDomain {
 pub type AfterDestroy = Box<dyn Fn(DomainId, Uuid) -> Result<()> + Send + Sync>;
 
 pub struct HypervisorDriver {
-    hc: Box<dyn Hypercall>,
+    hc: std::sync::Arc<dyn Hypercall>,
     iface: InterfaceVersions,
     /// `XENVER_extraversion`, e.g. `.7`.
     extra: String,
     after_destroy: Option<AfterDestroy>,
+    /// How often the poller compares domain lists (see `poll`); None never.
+    poll_every: Option<std::time::Duration>,
 }
 
 impl HypervisorDriver {
@@ -167,15 +170,23 @@ impl HypervisorDriver {
         hc.xen_version(sys::XENVER_EXTRAVERSION, Some(&mut buf))
             .map_err(|e| xen_error("xen_version extraversion", e))?;
         let driver = HypervisorDriver {
-            hc,
+            hc: std::sync::Arc::from(hc),
             iface,
             extra: c_string(&buf),
             after_destroy: None,
+            poll_every: None,
         };
         // One sysctl now: a guest's privcmd (EPERM) or a refused interface
         // version (EACCES) shows at open, not on the first read.
         driver.physinfo()?;
         Ok(driver)
+    }
+
+    /// Compares domain lists every `every` once the driver publishes
+    /// (`poll_ms`); a zero interval turns polling off.
+    pub fn poll_every(mut self, every: std::time::Duration) -> HypervisorDriver {
+        self.poll_every = (!every.is_zero()).then_some(every);
+        self
     }
 
     /// Runs `f` after every successful destroy (the connection removes the
@@ -415,6 +426,25 @@ fn xen_error(what: &str, e: Errno) -> Error {
 impl Driver for HypervisorDriver {
     fn name(&self) -> &str {
         "hypervisor"
+    }
+
+    /// Starts the poller (see `poll`) on a second handle to the same
+    /// hypercall interface.
+    fn publish_to(&self, bus: crate::events::Bus) {
+        let Some(every) = self.poll_every else { return };
+        let twin = HypervisorDriver {
+            hc: self.hc.clone(),
+            iface: self.iface,
+            extra: self.extra.clone(),
+            after_destroy: None,
+            poll_every: None,
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("hv-poll".into())
+            .spawn(move || poll::run(twin, bus, every))
+        {
+            log::warn!("hypervisor: no polling: {e}");
+        }
     }
 
     fn domain_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
