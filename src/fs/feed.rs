@@ -22,6 +22,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Lines an `events` reader may have waiting before it gets `overflow`.
 pub const READER_QUEUE: usize = 1024;
+/// Pollers remembered per domain (see `add_poller`).
+const MAX_POLLERS: usize = 4096;
+/// `wait` commands waiting at once.
+pub const MAX_WAITERS: usize = 1024;
 /// The longest `wait` a command may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 /// How often the feed looks at `wait` deadlines when no event comes.
@@ -87,7 +91,9 @@ pub struct Feed {
     /// Per domain, the generation of its values: bumped by every event.
     generations: Mutex<HashMap<Uuid, u64>>,
     next_generation: Mutex<u64>,
-    pollers: Mutex<HashMap<Uuid, Vec<PollNotifier>>>,
+    /// Per domain, its pollers by the kernel's handle (one per open file),
+    /// so a file polled again and again holds one place.
+    pollers: Mutex<HashMap<Uuid, HashMap<u64, PollNotifier>>>,
     readers: Mutex<HashMap<u64, Reader>>,
     waiters: Mutex<Vec<Waiter>>,
     next_waiter: Mutex<u64>,
@@ -152,9 +158,18 @@ impl Feed {
     }
 
     /// Registers a poller of a domain's value; it is woken by the domain's
-    /// next event.
+    /// next event. Past `MAX_POLLERS` for one domain (files opened, polled
+    /// and closed without a change) all are woken and forgotten: a poller
+    /// still waiting polls again, which a spurious wake-up allows.
     pub fn add_poller(&self, uuid: Uuid, ph: PollNotifier) {
-        lock(&self.pollers).entry(uuid).or_default().push(ph);
+        let mut pollers = lock(&self.pollers);
+        let those = pollers.entry(uuid).or_default();
+        if those.len() >= MAX_POLLERS {
+            for (_, p) in those.drain() {
+                let _ = p.notify();
+            }
+        }
+        those.insert(ph.handle().0, ph);
     }
 
     pub fn open_reader(&self, fh: u64) {
@@ -203,6 +218,8 @@ impl Feed {
     /// Parks a `wait` until the domain reaches `want` or `timeout` passes;
     /// returns the waiter's id so the caller can take it back if the state
     /// is already reached.
+    /// At most `MAX_WAITERS` wait at once; the write past that is refused
+    /// (EBUSY) and `None` returned.
     pub fn add_waiter(
         &self,
         uuid: Uuid,
@@ -210,7 +227,12 @@ impl Feed {
         timeout: Duration,
         reply: ReplyWrite,
         written: u32,
-    ) -> u64 {
+    ) -> Option<u64> {
+        if lock(&self.waiters).len() >= MAX_WAITERS {
+            log::warn!("wait {want} for {uuid}: {MAX_WAITERS} waits already; refused");
+            reply.error(Errno::EBUSY);
+            return None;
+        }
         let id = {
             let mut n = lock(&self.next_waiter);
             *n += 1;
@@ -224,7 +246,7 @@ impl Feed {
             reply,
             written,
         });
-        id
+        Some(id)
     }
 
     /// Answers the waiter `id` (done, or failed with an errno), if it is
@@ -292,7 +314,7 @@ impl Feed {
         }
         let exists = d.lookup_by_uuid(e.uuid).is_ok();
         self.invalidate(e, exists, inodes);
-        for ph in lock(&self.pollers).remove(&e.uuid).unwrap_or_default() {
+        for (_, ph) in lock(&self.pollers).remove(&e.uuid).unwrap_or_default() {
             let _ = ph.notify();
         }
         self.deliver(e, overflowed);

@@ -51,9 +51,12 @@ impl DomFs {
     /// the state. The waiter is registered before the state is checked, so
     /// a change between the two is never missed.
     fn wait(&self, uuid: Uuid, want: State, secs: u64, reply: ReplyWrite, written: u32) {
-        let id = self
+        let Some(id) = self
             .feed
-            .add_waiter(uuid, want, Duration::from_secs(secs), reply, written);
+            .add_waiter(uuid, want, Duration::from_secs(secs), reply, written)
+        else {
+            return;
+        };
         let now = self
             .dispatch
             .lookup_by_uuid(uuid)
