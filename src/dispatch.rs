@@ -109,12 +109,6 @@ impl Dispatcher {
         &self.events
     }
 
-    /// Whether every change any driver answers for is published (then a
-    /// value may be cached until its change event).
-    pub fn sees_every_change(&self) -> bool {
-        !self.drivers.is_empty() && self.drivers.iter().all(|d| d.sees_every_change())
-    }
-
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }

@@ -98,12 +98,6 @@ pub trait Driver: Send + Sync {
     /// changes (its own, or its back end's) publishes them there. The
     /// default sees none.
     fn publish_to(&self, _bus: Bus) {}
-    /// Whether every change to what this driver answers is published, so a
-    /// value may be cached until its change event. False unless a driver
-    /// knows it.
-    fn sees_every_change(&self) -> bool {
-        false
-    }
 
     /// The active domains (those with an id), like libvirt's `listDomains`.
     fn list_active(&self) -> Result<Vec<DomainRef>> {

@@ -73,6 +73,9 @@ impl Command {
     }
 }
 
+/// The longest `wait` a command may ask for, in seconds (a day).
+pub const MAX_WAIT_SECS: u64 = 86_400;
+
 /// The longest command line (a `save` path may be PATH_MAX long).
 pub const MAX_COMMAND: usize = 4096 + 64;
 
@@ -173,8 +176,8 @@ impl FromStr for Command {
                     .ok_or_else(usage)?
                     .parse::<u64>()
                     .map_err(|_| usage().to_string())?;
-                if words.next().is_some() || secs > 86_400 {
-                    return Err(format!("{} (at most 86400 seconds)", usage()));
+                if words.next().is_some() || secs > MAX_WAIT_SECS {
+                    return Err(format!("{} (at most {MAX_WAIT_SECS} seconds)", usage()));
                 }
                 Ok(Command::Wait(state, secs))
             }

@@ -13,10 +13,11 @@ use super::names;
 use super::tree::{DomFile, InodeTable, Node, ROOT_INO};
 use crate::dispatch::Dispatcher;
 use crate::events::Subscription;
-use crate::model::{Event, EventKind, State, Uuid};
+use crate::model::{DomainRef, Event, EventKind, State, Uuid};
 use fuser::{Errno, INodeNo, Notifier, PollNotifier, ReplyData, ReplyWrite};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,7 +28,7 @@ const MAX_POLLERS: usize = 4096;
 /// `wait` commands waiting at once.
 pub const MAX_WAITERS: usize = 1024;
 /// The longest `wait` a command may ask for.
-pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_WAIT: Duration = Duration::from_secs(super::command::MAX_WAIT_SECS);
 /// How often the feed looks at `wait` deadlines when no event comes.
 const TICK: Duration = Duration::from_millis(100);
 /// How long a write waits for the feed to take in the change it made.
@@ -37,8 +38,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The values whose every change is an event.
-pub fn event_seen(node: Node) -> bool {
+/// Whether a poller of `node` can ever be told of a change: these values
+/// change only with an event; the others (`cpu_time`, `info`, `last_error`)
+/// change without one and are always ready.
+pub fn watchable(node: Node) -> bool {
     matches!(
         node,
         Node::File(
@@ -55,12 +58,6 @@ pub fn event_seen(node: Node) -> bool {
                 | DomFile::MaxMemory
         )
     )
-}
-
-/// Whether a poller of `node` can ever be told of a change: other files
-/// (`cpu_time`, `info`) change without an event and are always ready.
-pub fn watchable(node: Node) -> bool {
-    event_seen(node)
 }
 
 /// One open `events` file.
@@ -90,7 +87,7 @@ struct Waiter {
 pub struct Feed {
     /// Per domain, the generation of its values: bumped by every event.
     generations: Mutex<HashMap<Uuid, u64>>,
-    next_generation: Mutex<u64>,
+    next_generation: AtomicU64,
     /// Per domain, its pollers by the kernel's handle (one per open file),
     /// so a file polled again and again holds one place.
     pollers: Mutex<HashMap<Uuid, HashMap<u64, PollNotifier>>>,
@@ -294,31 +291,35 @@ impl Feed {
         inodes: &Mutex<InodeTable>,
         d: &Dispatcher,
     ) {
-        // A driver that knows no names (the hypervisor) leaves the name
-        // empty; it is looked up here.
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        lock(&self.generations).insert(e.uuid, generation);
+        // One lookup says whether the domain is still there and, for a
+        // driver that knows no names (the hypervisor), what it is called.
+        let found = d.lookup_by_uuid(e.uuid).ok();
         let named;
-        let e = if e.name.is_empty() {
-            let mut full = e.clone();
-            full.name = d
-                .lookup_by_uuid(e.uuid)
-                .map_or_else(|_| e.uuid.to_string(), |r| r.name.0);
-            named = full;
-            &named
-        } else {
-            e
+        let e = match &found {
+            Some(r) if e.name.is_empty() => {
+                named = Event {
+                    name: r.name.0.clone(),
+                    ..e.clone()
+                };
+                &named
+            }
+            None if e.name.is_empty() => {
+                named = Event {
+                    name: e.uuid.to_string(),
+                    ..e.clone()
+                };
+                &named
+            }
+            _ => e,
         };
-        {
-            let mut next = lock(&self.next_generation);
-            *next += 1;
-            lock(&self.generations).insert(e.uuid, *next);
-        }
-        let exists = d.lookup_by_uuid(e.uuid).is_ok();
-        self.invalidate(e, exists, inodes);
+        self.invalidate(e, found.is_some(), inodes);
         for (_, ph) in lock(&self.pollers).remove(&e.uuid).unwrap_or_default() {
             let _ = ph.notify();
         }
         self.deliver(e, overflowed);
-        self.answer_waiters(e.uuid, exists, d);
+        self.answer_waiters(e.uuid, found.as_ref(), d);
         *lock(&self.processed) = seq;
         self.settled.notify_all();
     }
@@ -381,19 +382,27 @@ impl Feed {
         }
     }
 
-    fn answer_waiters(&self, uuid: Uuid, exists: bool, d: &Dispatcher) {
+    /// `dom` is the domain as just looked up; None when it is gone.
+    fn answer_waiters(&self, uuid: Uuid, dom: Option<&DomainRef>, d: &Dispatcher) {
         if !lock(&self.waiters).iter().any(|w| w.uuid == uuid) {
             return;
         }
         // A transient domain that stopped is gone: it is shut off for good.
-        let state = match d.lookup_by_uuid(uuid).and_then(|dom| d.domain_info(&dom)) {
+        let Some(dom) = dom else {
+            return self.answer(uuid, State::ShutOff);
+        };
+        let state = match d.domain_info(dom) {
             Ok(info) => info.state,
-            Err(_) if !exists => State::ShutOff,
             Err(e) => {
                 log::warn!("wait for {uuid}: {e}");
                 return;
             }
         };
+        self.answer(uuid, state);
+    }
+
+    /// Answers every waiter of `uuid` that wants `state`.
+    fn answer(&self, uuid: Uuid, state: State) {
         let done: Vec<Waiter> = {
             let mut waiters = lock(&self.waiters);
             let (done, kept) = std::mem::take(&mut *waiters)

@@ -199,12 +199,9 @@ impl DomFs {
     }
 
     fn attr(&self, ino: u64, node: Node, size: u64) -> FileAttr {
-        let (perm, uid) = match node {
-            Node::Scratch(_, id) => (
-                lock(&self.scratch).get(id).map_or(0o600, |f| f.mode),
-                self.settings.uid,
-            ),
-            _ => (node.mode(), self.settings.uid),
+        let perm = match node {
+            Node::Scratch(_, id) => lock(&self.scratch).get(id).map_or(0o600, |f| f.mode),
+            _ => node.mode(),
         };
         FileAttr {
             ino: INodeNo(ino),
@@ -221,7 +218,7 @@ impl DomFs {
             } else {
                 1
             },
-            uid,
+            uid: self.settings.uid,
             gid: self.settings.gid,
             rdev: 0,
             blksize: 4096,
@@ -260,14 +257,9 @@ impl DomFs {
                     .ok_or_else(|| Error::no_domain("the temporary file is gone"))?;
                 f.data.len() as u64
             }
-            n if n.kind() == FileType::Directory => {
-                if let Some(uuid) = n.domain() {
-                    self.domain(uuid)?;
-                }
-                0
-            }
             Node::Events => 0,
-            n if n.mode() & 0o444 == 0 => {
+            // Directories and write-only files have no value to measure.
+            n if n.kind() == FileType::Directory || n.mode() & 0o444 == 0 => {
                 if let Some(uuid) = n.domain() {
                     self.domain(uuid)?;
                 }

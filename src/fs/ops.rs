@@ -82,11 +82,11 @@ impl DomFs {
                 node, generation, ..
             }) => node
                 .domain()
-                .map(|u| (*node, u, self.feed.generation(u)))
-                .filter(|(_, _, g)| g != generation),
+                .map(|u| (*node, self.feed.generation(u)))
+                .filter(|(_, g)| g != generation),
             _ => None,
         };
-        let Some((node, _, generation)) = stale else {
+        let Some((node, generation)) = stale else {
             return;
         };
         if let Ok(fresh) = self.content(node) {

@@ -36,8 +36,7 @@ pub fn changes(old: &HvDomain, new: &HvDomain) -> Vec<EventKind> {
     out
 }
 
-/// The polling thread: runs until the bus has no subscribers left to care
-/// (it never stops on its own otherwise; the process ends it).
+/// The polling thread: runs for the life of the process.
 pub fn run(hv: HypervisorDriver, bus: Bus, every: Duration) {
     let mut last: HashMap<u32, HvDomain> = HashMap::new();
     loop {

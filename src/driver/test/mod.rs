@@ -396,11 +396,6 @@ impl Driver for TestDriver {
         let _ = self.events.set(bus);
     }
 
-    /// Every change to a test host is made here, so every one is published.
-    fn sees_every_change(&self) -> bool {
-        true
-    }
-
     fn list_active(&self) -> Result<Vec<DomainRef>> {
         Ok(self.host().list(true))
     }
