@@ -366,6 +366,18 @@ fn run_table(daemon: &str) {
     }
 }
 
+/// The paths of the watch events `c` receives, as they arrive.
+fn watch_paths(c: &Client) -> Arc<Mutex<Vec<String>>> {
+    let events = Arc::new(Mutex::new(Vec::<String>::new()));
+    let e2 = events.clone();
+    c.on_event(move |e| {
+        if let Event::Watch { path, .. } = e {
+            e2.lock().unwrap().push(path);
+        }
+    });
+    events
+}
+
 #[test]
 fn both_clients_agree_with_xen_like_oxenstored() {
     run_table("oxenstored");
@@ -478,13 +490,7 @@ fn watches_fire_for_both_clients() {
 fn guest_watches_respect_permissions() {
     let sim = sim("xenstored");
     let g = Client::connect(&sim.guest_socket(1), Duration::from_secs(5)).unwrap();
-    let events = Arc::new(Mutex::new(Vec::<String>::new()));
-    let e2 = events.clone();
-    g.on_event(move |e| {
-        if let Event::Watch { path, .. } = e {
-            e2.lock().unwrap().push(path);
-        }
-    });
+    let events = watch_paths(&g);
     g.watch("data", "rel").unwrap();
     g.watch("/local/domain/2", "other").unwrap();
     let d0 = Client::connect(&sim.socket(), Duration::from_secs(5)).unwrap();
@@ -519,13 +525,7 @@ fn transactions_retry_and_special_watches_fire() {
     assert_eq!(tries, 2);
     assert_eq!(c.read_string(0, "/counter").unwrap(), "11");
 
-    let events = Arc::new(Mutex::new(Vec::<String>::new()));
-    let e2 = events.clone();
-    c.on_event(move |e| {
-        if let Event::Watch { path, .. } = e {
-            e2.lock().unwrap().push(path);
-        }
-    });
+    let events = watch_paths(&c);
     c.watch("@releaseDomain", "r").unwrap();
     c.write(0, "/local/domain/2/control/shutdown", b"poweroff")
         .unwrap();
@@ -561,13 +561,7 @@ fn special_watches_need_permission_for_guests() {
     ]);
     let d0 = Client::connect(&sim.socket(), Duration::from_secs(5)).unwrap();
     let g = Client::connect(&sim.guest_socket(1), Duration::from_secs(5)).unwrap();
-    let events = Arc::new(Mutex::new(Vec::<String>::new()));
-    let e2 = events.clone();
-    g.on_event(move |e| {
-        if let Event::Watch { path, .. } = e {
-            e2.lock().unwrap().push(path);
-        }
-    });
+    let events = watch_paths(&g);
     g.watch("@releaseDomain", "r").unwrap();
     Sim::wait_for(5, "the initial event", || events.lock().unwrap().len() == 1);
     let b = Client::connect(&sim.guest_socket(2), Duration::from_secs(5)).unwrap();

@@ -294,16 +294,29 @@ impl Store {
         }
     }
 
-    pub fn read(&mut self, caller: Caller, tx: u32, path: &str) -> XsResult<Vec<u8>> {
+    /// The absolute form of `path`, noted as read by transaction `tx`.
+    fn observe(&mut self, caller: Caller, tx: u32, path: &str) -> XsResult<String> {
         let path = Store::absolute(caller, path);
         let (tree, mut seen) = self.tree_for(caller, tx)?;
         Store::note(tree, &mut seen, &path);
-        let tree: &Tree = if tx == 0 {
+        Ok(path)
+    }
+
+    /// The tree a request of `tx` sees (one `observe` has checked it exists).
+    fn view(&self, caller: Caller, tx: u32) -> &Tree {
+        if tx == 0 {
             &self.tree
         } else {
             &self.txs[&(caller.conn, tx)].view
-        };
-        Ok(self.readable(tree, caller, &path)?.value.clone())
+        }
+    }
+
+    pub fn read(&mut self, caller: Caller, tx: u32, path: &str) -> XsResult<Vec<u8>> {
+        let path = self.observe(caller, tx, path)?;
+        Ok(self
+            .readable(self.view(caller, tx), caller, &path)?
+            .value
+            .clone())
     }
 
     pub fn directory(
@@ -312,15 +325,8 @@ impl Store {
         tx: u32,
         path: &str,
     ) -> XsResult<(u64, Vec<String>)> {
-        let path = Store::absolute(caller, path);
-        let (tree, mut seen) = self.tree_for(caller, tx)?;
-        Store::note(tree, &mut seen, &path);
-        let tree: &Tree = if tx == 0 {
-            &self.tree
-        } else {
-            &self.txs[&(caller.conn, tx)].view
-        };
-        let n = self.readable(tree, caller, &path)?;
+        let path = self.observe(caller, tx, path)?;
+        let n = self.readable(self.view(caller, tx), caller, &path)?;
         Ok((n.gen, n.children.clone()))
     }
 
@@ -329,14 +335,11 @@ impl Store {
         if let Some(p) = self.special.get(&path) {
             return Ok(p.clone());
         }
-        let (tree, mut seen) = self.tree_for(caller, tx)?;
-        Store::note(tree, &mut seen, &path);
-        let tree: &Tree = if tx == 0 {
-            &self.tree
-        } else {
-            &self.txs[&(caller.conn, tx)].view
-        };
-        Ok(self.readable(tree, caller, &path)?.perms.clone())
+        let path = self.observe(caller, tx, &path)?;
+        Ok(self
+            .readable(self.view(caller, tx), caller, &path)?
+            .perms
+            .clone())
     }
 
     /// Applies a change outside or inside a transaction. Inside, it goes to

@@ -189,26 +189,33 @@ impl Xend {
     }
 
     /// Serves the unix socket and the TCP listener, each connection on its
-    /// own thread.
+    /// own thread with 10 s read and write timeouts.
     pub fn serve(self: &Arc<Xend>, unix: UnixListener, tcp: TcpListener) {
-        let x = self.clone();
-        std::thread::spawn(move || {
-            for s in unix.incoming().flatten() {
-                let x = x.clone();
-                std::thread::spawn(move || {
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-                    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
-                    x.connection(s);
-                });
-            }
+        let limit = Some(Duration::from_secs(10));
+        let unix = std::iter::repeat_with(move || unix.accept().map(|(s, _)| s));
+        let tcp = std::iter::repeat_with(move || tcp.accept().map(|(s, _)| s));
+        self.accept(unix, move |s| {
+            let _ = s.set_read_timeout(limit);
+            let _ = s.set_write_timeout(limit);
         });
+        self.accept(tcp, move |s| {
+            let _ = s.set_read_timeout(limit);
+            let _ = s.set_write_timeout(limit);
+        });
+    }
+
+    /// Takes connections from `incoming` on a thread of its own.
+    fn accept<S: Read + Write + Send + 'static>(
+        self: &Arc<Xend>,
+        incoming: impl Iterator<Item = std::io::Result<S>> + Send + 'static,
+        setup: impl Fn(&S) + Send + Copy + 'static,
+    ) {
         let x = self.clone();
         std::thread::spawn(move || {
-            for s in tcp.incoming().flatten() {
+            for s in incoming.flatten() {
                 let x = x.clone();
                 std::thread::spawn(move || {
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-                    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
+                    setup(&s);
                     x.connection(s);
                 });
             }
