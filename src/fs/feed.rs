@@ -129,6 +129,12 @@ impl Feed {
         *lock(&self.notifier) = Some(n);
     }
 
+    /// Grows with every event taken in, whatever its domain: what was built
+    /// from the whole host is current while this stays the same.
+    pub fn epoch(&self) -> u64 {
+        self.next_generation.load(Ordering::SeqCst)
+    }
+
     /// The generation of a domain's values now (0 before any change).
     pub fn generation(&self, uuid: Uuid) -> u64 {
         lock(&self.generations).get(&uuid).copied().unwrap_or(0)
@@ -291,7 +297,7 @@ impl Feed {
         inodes: &Mutex<InodeTable>,
         d: &Dispatcher,
     ) {
-        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let generation = self.next_generation.fetch_add(1, Ordering::SeqCst) + 1;
         lock(&self.generations).insert(e.uuid, generation);
         // One lookup says whether the domain is still there and, for a
         // driver that knows no names (the hypervisor), what it is called.

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tree::{DomFile, InodeTable, Node, WriteKind, ROOT_INO};
 
 /// How long the kernel may keep names and attributes. Values are never
@@ -71,6 +71,20 @@ pub struct DomFs {
     errors: Mutex<HashMap<Option<Uuid>, String>>,
     invalidations: Mutex<Option<Sender<Invalidation>>>,
     mounted_at: SystemTime,
+    /// The root's entries, kept until the next event or for one TTL,
+    /// whichever ends first: building them costs a dispatcher call and an
+    /// inode lookup per domain, most of a repeated `ls -l` of a large host.
+    root_listing: Mutex<Option<Listing>>,
+}
+
+/// Directory entries: inode, type and name.
+pub(crate) type Entries = Arc<Vec<(u64, FileType, String)>>;
+
+struct Listing {
+    /// The feed's epoch when it was built (see [`feed::Feed::epoch`]).
+    epoch: u64,
+    built: Instant,
+    entries: Entries,
 }
 
 enum Handle {
@@ -89,7 +103,7 @@ enum Handle {
     Scratch(u64),
     /// An open `events` file (its queue lives in the feed).
     Events,
-    Dir(Vec<(u64, FileType, String)>),
+    Dir(Entries),
 }
 
 /// What writes to an open file are gathering.
@@ -149,6 +163,7 @@ impl DomFs {
             errors: Mutex::new(HashMap::new()),
             invalidations: Mutex::new(None),
             mounted_at: SystemTime::now(),
+            root_listing: Mutex::new(None),
         }
     }
 
@@ -324,15 +339,31 @@ impl DomFs {
     }
 
     /// A directory's entries, taken once at opendir.
-    fn list(&self, dir: Node) -> Result<Vec<(u64, FileType, String)>> {
-        // Every directory hangs off the root, which is its own parent here.
-        let mut out = vec![
-            (self.ino(dir), FileType::Directory, ".".to_string()),
-            (ROOT_INO, FileType::Directory, "..".to_string()),
-        ];
-        let mut push = |node: Node, name: String| {
-            out.push((self.ino(node), node.kind(), name));
-        };
+    /// A directory's entries. The root's are reused while no event came
+    /// and its changes that no event reports (a back end without watches)
+    /// show within the TTL the kernel keeps names for anyway.
+    fn list(&self, dir: Node) -> Result<Entries> {
+        if dir != Node::Root {
+            return self.build_list(dir).map(Arc::new);
+        }
+        let epoch = self.feed.epoch();
+        if let Some(l) = lock(&self.root_listing).as_ref() {
+            if l.epoch == epoch && l.built.elapsed() < TTL {
+                return Ok(l.entries.clone());
+            }
+        }
+        let entries = Arc::new(self.build_list(dir)?);
+        *lock(&self.root_listing) = Some(Listing {
+            epoch,
+            built: Instant::now(),
+            entries: entries.clone(),
+        });
+        Ok(entries)
+    }
+
+    fn build_list(&self, dir: Node) -> Result<Vec<(u64, FileType, String)>> {
+        let mut nodes = Vec::new();
+        let mut push = |node: Node, name: String| nodes.push((node, name));
         match dir {
             Node::Root => {
                 for (name, node) in Node::ROOT_ENTRIES {
@@ -370,6 +401,17 @@ impl DomFs {
             }
             _ => return Err(Error::invalid("not a directory")),
         }
+        // One lock of the inode table for the whole directory.
+        let mut inodes = lock(&self.inodes);
+        // Every directory hangs off the root, which is its own parent here.
+        let mut out = Vec::with_capacity(nodes.len() + 2);
+        out.push((inodes.ino(dir), FileType::Directory, ".".to_string()));
+        out.push((ROOT_INO, FileType::Directory, "..".to_string()));
+        out.extend(
+            nodes
+                .into_iter()
+                .map(|(node, name)| (inodes.ino(node), node.kind(), name)),
+        );
         Ok(out)
     }
 
