@@ -25,6 +25,10 @@ fn define_then_start_then_undefine() {
     let m = Mount::new("test:///default");
     let dir = TempDir::new("xml");
     let f = write_file(&dir, "web1.xml", &web1(262144));
+    // A listing just before the change must not be served after it.
+    assert!(!String::from_utf8(m.sh("ls").stdout)
+        .unwrap()
+        .contains("web1"));
     m.sh_ok(&format!("cp {f} define"));
     assert_eq!(
         m.sh("ls").stdout,
