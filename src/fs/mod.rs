@@ -338,10 +338,9 @@ impl DomFs {
         }
     }
 
-    /// A directory's entries, taken once at opendir.
-    /// A directory's entries. The root's are reused while no event came
-    /// and its changes that no event reports (a back end without watches)
-    /// show within the TTL the kernel keeps names for anyway.
+    /// A directory's entries, taken once at opendir. The root's are reused
+    /// while no event came; its changes that no event reports (a back end
+    /// without watches) show within the TTL the kernel keeps names for anyway.
     fn list(&self, dir: Node) -> Result<Entries> {
         if dir != Node::Root {
             return self.build_list(dir).map(Arc::new);

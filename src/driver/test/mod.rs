@@ -151,15 +151,21 @@ impl TestDomain {
         def
     }
 
-    /// The definition a live change edits: the running one of an active
-    /// domain (from here on its own copy), the configuration of a shut-off one.
-    fn current_def_mut(&mut self) -> &mut DomainDef {
+    /// Gives a running domain that still shares its configuration a copy
+    /// of its own, before either of them changes.
+    fn separate_live(&mut self) {
         if let Some(Live { id, own: None, .. }) = &self.live {
             let copy = Box::new(self.running_copy(*id));
             if let Some(live) = self.live.as_mut() {
                 live.own = Some(copy);
             }
         }
+    }
+
+    /// The definition a live change edits: the running one of an active
+    /// domain (from here on its own copy), the configuration of a shut-off one.
+    fn current_def_mut(&mut self) -> &mut DomainDef {
+        self.separate_live();
         match self.live.as_mut() {
             Some(Live { own: Some(def), .. }) => def,
             _ => &mut self.config,
@@ -518,12 +524,7 @@ impl Driver for TestDriver {
                 def.set_uuid(Some(uuid));
                 let d = &mut host.domains[i];
                 // A running domain keeps the definition it was started with.
-                if let Some(Live { id, own: None, .. }) = &d.live {
-                    let running = Box::new(d.running_copy(*id));
-                    if let Some(live) = d.live.as_mut() {
-                        live.own = Some(running);
-                    }
-                }
+                d.separate_live();
                 d.config = def;
                 d.persistent = true;
                 i
