@@ -14,7 +14,7 @@
 //! | TimedOut         | ETIMEDOUT  | the back end did not answer in time             |
 //! | Backend          | EIO        | the back end failed or answered nonsense        |
 
-use crate::driver::Operation;
+use crate::model::{Operation, State};
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,20 @@ impl Error {
 
     pub fn backend(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Backend, message)
+    }
+
+    /// The state table's refusal, the same words whichever driver checks:
+    /// EBUSY unless the declaration of `op` allows `state`.
+    pub fn check_state(op: Operation, state: State, domain: &str) -> Result<()> {
+        if op.valid_in(state) {
+            return Ok(());
+        }
+        let valid: Vec<&str> = op.declaration().states.iter().map(State::as_str).collect();
+        Err(Error::state(format!(
+            "domain '{domain}' is {state}; {op} needs it {}",
+            valid.join(" or ")
+        ))
+        .during(op))
     }
 
     /// Sets the operation unless a more precise one is already there.

@@ -19,7 +19,7 @@ use fuser::{Config, INodeNo, MountOption, Notifier, Session};
 use nix::sys::signal::{SigSet, Signal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 /// How long the new mount may take to answer its first request.
@@ -46,10 +46,10 @@ fn invalidate(notifier: Notifier, rx: mpsc::Receiver<Invalidation>) {
 
 /// Opens the connection; with `-o retry`, a back end that does not answer
 /// yet is a warning and a driver that keeps trying.
-fn connect(uri: &Uri, args: &cli::Args, ready: &Ready) -> Result<Dispatcher, String> {
+fn connect(uri: &Uri, args: &cli::Args, ready: &Ready) -> Result<Arc<Dispatcher>, String> {
     let opts = &args.opts.connect;
     match domfs::connection::open(uri, opts) {
-        Ok(d) => Ok(d),
+        Ok(d) => Ok(Arc::new(d)),
         // Waiting cannot give a URI this build has no drivers for.
         Err(e) if args.opts.retry && !e.is_not_supported() => {
             log::warn!(
@@ -59,14 +59,13 @@ fn connect(uri: &Uri, args: &cli::Args, ready: &Ready) -> Result<Dispatcher, Str
             ready.status(&format!("waiting for {uri}: {e}"));
             let status_uri = uri.to_string();
             let foreground = matches!(ready, Ready::Foreground);
-            let retrying = retry::Retrying::start(uri.clone(), opts.clone(), e, move || {
+            retry::start(uri.clone(), opts.clone(), e, move || {
                 if foreground {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&format!(
                         "serving {status_uri}"
                     ))]);
                 }
-            })?;
-            Ok(Dispatcher::new(vec![Box::new(retrying)], opts.read_only))
+            })
         }
         Err(e) => Err(format!("{uri}: {e}")),
     }

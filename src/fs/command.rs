@@ -2,7 +2,7 @@
 //! counts. Parsing only; a command that parses has not yet been checked
 //! against the domain's state (the driver does that).
 
-use crate::model::{Lifecycle, State};
+use crate::model::{Arg, Operation, State};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -36,40 +36,64 @@ pub enum Command {
 }
 
 impl Command {
-    /// The state-table row this command is checked against (`wait`, which
-    /// changes nothing, has none).
-    pub fn lifecycle(&self) -> Option<Lifecycle> {
+    /// The operation this command asks for (`wait`, which changes
+    /// nothing, asks for none).
+    pub fn operation(&self) -> Option<Operation> {
         Some(match self {
-            Command::Start => Lifecycle::Start,
-            Command::Shutdown => Lifecycle::Shutdown,
-            Command::Reboot => Lifecycle::Reboot,
-            Command::Destroy => Lifecycle::Destroy,
-            Command::Suspend => Lifecycle::Suspend,
-            Command::Resume => Lifecycle::Resume,
-            Command::Save(_) => Lifecycle::Save,
-            Command::SetMemory(_) => Lifecycle::SetMemory,
-            Command::SetMaxMemory(_) => Lifecycle::SetMaxMemory,
-            Command::SetVcpus(_) => Lifecycle::SetVcpus,
+            Command::Start => Operation::Start,
+            Command::Shutdown => Operation::Shutdown,
+            Command::Reboot => Operation::Reboot,
+            Command::Destroy => Operation::Destroy,
+            Command::Suspend => Operation::Suspend,
+            Command::Resume => Operation::Resume,
+            Command::Save(_) => Operation::Save,
+            Command::SetMemory(_) => Operation::SetMemory,
+            Command::SetMaxMemory(_) => Operation::SetMaxMemory,
+            Command::SetVcpus(_) => Operation::SetVcpus,
             Command::Wait(..) => return None,
         })
     }
 
-    /// How `control` lists a lifecycle operation, if it is a control command
-    /// at all (undefine is `rmdir`).
-    pub fn usage(op: Lifecycle) -> Option<&'static str> {
-        Some(match op {
-            Lifecycle::Start => "start",
-            Lifecycle::Shutdown => "shutdown",
-            Lifecycle::Reboot => "reboot",
-            Lifecycle::Destroy => "destroy",
-            Lifecycle::Suspend => "suspend",
-            Lifecycle::Resume => "resume",
-            Lifecycle::Save => "save PATH",
-            Lifecycle::SetMemory => "setmem SIZE",
-            Lifecycle::SetMaxMemory => "setmaxmem SIZE",
-            Lifecycle::SetVcpus => "setvcpus N",
-            Lifecycle::Undefine => return None,
-        })
+    /// The command asking for `op` with its argument, as declared
+    /// (`model::operation`); None for an operation no command asks for.
+    fn build(op: Operation, arg: &str) -> Option<Result<Command, String>> {
+        let parsed = match op {
+            Operation::Start => Command::Start,
+            Operation::Shutdown => Command::Shutdown,
+            Operation::Reboot => Command::Reboot,
+            Operation::Destroy => Command::Destroy,
+            Operation::Suspend => Command::Suspend,
+            Operation::Resume => Command::Resume,
+            Operation::Save => Command::Save(PathBuf::from(arg)),
+            Operation::SetMemory => match parse_size(arg) {
+                Ok(kib) => Command::SetMemory(kib),
+                Err(e) => return Some(Err(e)),
+            },
+            Operation::SetMaxMemory => match parse_size(arg) {
+                Ok(kib) => Command::SetMaxMemory(kib),
+                Err(e) => return Some(Err(e)),
+            },
+            Operation::SetVcpus => match parse_count(arg) {
+                Ok(n) => Command::SetVcpus(n),
+                Err(e) => return Some(Err(e)),
+            },
+            Operation::ListActive
+            | Operation::ListDefined
+            | Operation::LookupByName
+            | Operation::LookupById
+            | Operation::LookupByUuid
+            | Operation::DomainInfo
+            | Operation::DomainOsType
+            | Operation::DomainXml
+            | Operation::DomainXmlInactive
+            | Operation::NodeInfo
+            | Operation::Hypervisor
+            | Operation::CreateXml
+            | Operation::DefineXml
+            | Operation::Undefine
+            | Operation::Restore => return None,
+        };
+        Some(Ok(parsed))
     }
 }
 
@@ -142,9 +166,9 @@ impl FromStr for Command {
             Some((w, a)) => (w, a.trim()),
             None => (text, ""),
         };
-        let no_arg = |c: Command| {
+        let no_arg = |empty: &'static str| {
             if arg.is_empty() {
-                Ok(c)
+                Ok(empty)
             } else {
                 Err(format!("'{word}' takes no argument"))
             }
@@ -156,17 +180,19 @@ impl FromStr for Command {
                 Ok(arg)
             }
         };
+        let word = if word == "pause" { "suspend" } else { word };
+        if let Some((op, arg_kind)) = Operation::from_command(word) {
+            let arg = match arg_kind {
+                Arg::None => no_arg("")?,
+                Arg::Path => need("a file path")?,
+                Arg::Size => need("a SIZE")?,
+                Arg::Count => need("a count")?,
+            };
+            if let Some(c) = Command::build(op, arg) {
+                return c;
+            }
+        }
         match word {
-            "start" => no_arg(Command::Start),
-            "shutdown" => no_arg(Command::Shutdown),
-            "reboot" => no_arg(Command::Reboot),
-            "destroy" => no_arg(Command::Destroy),
-            "suspend" | "pause" => no_arg(Command::Suspend),
-            "resume" => no_arg(Command::Resume),
-            "save" => Ok(Command::Save(PathBuf::from(need("a file path")?))),
-            "setmem" => Ok(Command::SetMemory(parse_size(need("a SIZE")?)?)),
-            "setmaxmem" => Ok(Command::SetMaxMemory(parse_size(need("a SIZE")?)?)),
-            "setvcpus" => Ok(Command::SetVcpus(parse_count(need("a count")?)?)),
             "wait" => {
                 let usage = || "'wait' needs a state and a number of seconds: wait shutoff 30";
                 let mut words = need("a state and seconds")?.split_whitespace();
@@ -184,9 +210,8 @@ impl FromStr for Command {
             "" => Err("empty command".into()),
             other => Err(format!(
                 "unknown command '{other}'; commands: {}, pause, wait STATE SECONDS",
-                Lifecycle::ALL
-                    .into_iter()
-                    .filter_map(Command::usage)
+                Operation::commands()
+                    .filter_map(Operation::usage)
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
@@ -202,7 +227,7 @@ impl fmt::Display for Command {
             Command::SetMaxMemory(k) => write!(f, "setmaxmem {k}"),
             Command::SetVcpus(n) => write!(f, "setvcpus {n}"),
             Command::Wait(s, secs) => write!(f, "wait {s} {secs}"),
-            other => f.write_str(other.lifecycle().and_then(Command::usage).unwrap_or("?")),
+            other => f.write_str(other.operation().map_or("?", Operation::as_str)),
         }
     }
 }

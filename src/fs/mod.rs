@@ -23,7 +23,7 @@ pub mod tree;
 
 use crate::dispatch::Dispatcher;
 use crate::error::{Error, Result};
-use crate::model::{DomainDef, DomainId, DomainRef, Uuid};
+use crate::model::{DomainDef, DomainId, DomainRef, Operation, Uuid};
 use command::{Command, CommandBuf};
 use document::Document;
 use fuser::{Errno, FileAttr, FileType, INodeNo};
@@ -140,8 +140,7 @@ fn errno(e: &Error) -> Errno {
 
 impl DomFs {
     /// Also starts the thread that takes in the connection's events.
-    pub fn new(dispatch: Dispatcher, settings: Settings) -> DomFs {
-        let dispatch = Arc::new(dispatch);
+    pub fn new(dispatch: Arc<Dispatcher>, settings: Settings) -> DomFs {
         let inodes = Arc::new(Mutex::new(InodeTable::new()));
         let feed = Arc::new(feed::Feed::default());
         let sub = dispatch.events().subscribe();
@@ -436,41 +435,45 @@ impl DomFs {
             .unwrap_or_default()
     }
 
+    /// What a domain's file says. Each file asks only for what it shows:
+    /// the domain reference (cached), then at most the one value.
     fn domain_file(&self, uuid: Uuid, file: DomFile) -> Result<String> {
         let dom = self.domain(uuid)?;
         let id = dom.id.map_or_else(|| "-1".to_string(), |i| i.to_string());
-        match file {
-            DomFile::Xml => return Ok(self.dispatch.domain_xml(&dom)?.to_xml()),
-            DomFile::InactiveXml => return Ok(self.dispatch.domain_xml_inactive(&dom)?.to_xml()),
-            DomFile::Id => return Ok(format!("{id}\n")),
-            DomFile::Uuid => return Ok(format!("{}\n", dom.uuid)),
-            DomFile::LastError => return Ok(self.last_error(Some(uuid))),
-            _ => {}
-        }
-        let info = self.dispatch.domain_info(&dom)?;
+        let d = &self.dispatch;
         Ok(match file {
-            DomFile::State => format!("{}\n", info.state),
-            DomFile::Control => info
-                .state
-                .valid_operations()
-                .filter_map(Command::usage)
-                .map(|c| format!("{c}\n"))
-                .collect(),
-            DomFile::OsType => format!("{}\n", self.dispatch.domain_os_type(&dom)?),
-            DomFile::Vcpus => format!("{}\n", info.vcpus),
-            DomFile::Memory => format!("{}\n", info.memory_kib),
-            DomFile::MaxMemory => format!("{}\n", info.max_memory_kib),
-            DomFile::CpuTime => format!("{}\n", info.cpu_time_ns),
-            _ => format!(
-                "state {}\nid {id}\nuuid {}\nos_type {}\nvcpus {}\nmemory {}\nmax_memory {}\ncpu_time {}\n",
-                info.state,
-                dom.uuid,
-                self.dispatch.domain_os_type(&dom)?,
-                info.vcpus,
-                info.memory_kib,
-                info.max_memory_kib,
-                info.cpu_time_ns
-            ),
+            DomFile::Xml => d.domain_xml(&dom)?.to_xml(),
+            DomFile::InactiveXml => d.domain_xml_inactive(&dom)?.to_xml(),
+            DomFile::Id => format!("{id}\n"),
+            DomFile::Uuid => format!("{}\n", dom.uuid),
+            DomFile::LastError => self.last_error(Some(uuid)),
+            DomFile::OsType => format!("{}\n", d.domain_os_type(&dom)?),
+            DomFile::State => format!("{}\n", d.domain_info(&dom)?.state),
+            DomFile::Control => {
+                let state = d.domain_info(&dom)?.state;
+                Operation::commands()
+                    .filter(|op| op.valid_in(state) && d.supports(*op))
+                    .filter_map(Operation::usage)
+                    .map(|c| format!("{c}\n"))
+                    .collect()
+            }
+            DomFile::Vcpus => format!("{}\n", d.domain_info(&dom)?.vcpus),
+            DomFile::Memory => format!("{}\n", d.domain_info(&dom)?.memory_kib),
+            DomFile::MaxMemory => format!("{}\n", d.domain_info(&dom)?.max_memory_kib),
+            DomFile::CpuTime => format!("{}\n", d.domain_info(&dom)?.cpu_time_ns),
+            DomFile::Info => {
+                let info = d.domain_info(&dom)?;
+                format!(
+                    "state {}\nid {id}\nuuid {}\nos_type {}\nvcpus {}\nmemory {}\nmax_memory {}\ncpu_time {}\n",
+                    info.state,
+                    dom.uuid,
+                    d.domain_os_type(&dom)?,
+                    info.vcpus,
+                    info.memory_kib,
+                    info.max_memory_kib,
+                    info.cpu_time_ns
+                )
+            }
         })
     }
 
@@ -529,8 +532,8 @@ impl DomFs {
         let text =
             std::str::from_utf8(data).map_err(|_| Error::invalid("the XML is not UTF-8 text"))?;
         let dom = match node {
-            Node::Create => self.dispatch.create_xml(text)?,
-            Node::Define => self.dispatch.define_xml(text)?,
+            Node::Create => self.dispatch.create_xml_text(text)?,
+            Node::Define => self.dispatch.define_xml_text(text)?,
             Node::File(uuid, DomFile::Xml) => {
                 let current = self.domain(uuid)?;
                 let mut def = DomainDef::parse(text)?;
@@ -550,7 +553,7 @@ impl DomFs {
                     Some(_) => {}
                     None => def.set_uuid(Some(uuid)),
                 }
-                self.dispatch.define(def)?
+                self.dispatch.define_xml(def)?
             }
             _ => return Err(Error::invalid("not a document")),
         };

@@ -5,11 +5,13 @@
 pub mod event;
 pub mod ids;
 pub mod info;
+pub mod operation;
 pub mod state;
 pub mod xml;
 
 pub use event::{Event, EventKind, StopReason};
 pub use ids::{DomainId, DomainName, Uuid};
 pub use info::{DomainInfo, DomainRef, Hypervisor, NodeInfo, Version};
-pub use state::{Lifecycle, State};
+pub use operation::{Arg, Operation, States};
+pub use state::State;
 pub use xml::DomainDef;

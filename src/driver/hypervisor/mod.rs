@@ -16,9 +16,9 @@ pub mod sys;
 #[allow(clippy::unwrap_used)] // in tests a panic is the failure report
 mod tests;
 
-use crate::driver::{Driver, Operation};
+use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{DomainId, DomainInfo, DomainRef, Hypervisor, Lifecycle, NodeInfo, State};
+use crate::model::{DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, State};
 use crate::model::{Uuid, Version};
 use sys::{Errno, GetDomainInfo, Hypercall, XenDomctl, XenSysctl};
 
@@ -341,15 +341,10 @@ impl HypervisorDriver {
     }
 
     /// Checks the state table, then issues a domctl that changes `dom`.
-    fn lifecycle(&self, dom: &DomainRef, op: Operation, life: Lifecycle, cmd: u32) -> Result<()> {
+    fn lifecycle(&self, dom: &DomainRef, op: Operation, life: Operation, cmd: u32) -> Result<()> {
         let raw = self.checked_info(dom, op)?;
         let state = state_from_flags(raw.flags);
-        if !state.allows(life) {
-            return Err(Error::state(format!(
-                "cannot {life} domain {} while it is {state}",
-                dom.name
-            )));
-        }
+        Error::check_state(life, state, dom.name.as_str())?;
         let id = DomainId(u32::from(raw.domain));
         let mut ctl = XenDomctl::new(cmd, self.iface.domctl, raw.domain);
         self.hc.domctl(&mut ctl).map_err(|e| match e {
@@ -424,8 +419,38 @@ fn xen_error(what: &str, e: Errno) -> Error {
 }
 
 impl Driver for HypervisorDriver {
-    fn name(&self) -> &str {
-        "hypervisor"
+    fn kind(&self) -> DriverKind {
+        DriverKind::Hypervisor
+    }
+
+    fn supports(&self, op: Operation) -> bool {
+        match op {
+            Operation::DomainInfo
+            | Operation::NodeInfo
+            | Operation::Hypervisor
+            | Operation::Suspend
+            | Operation::Resume
+            | Operation::Destroy
+            | Operation::SetMaxMemory => true,
+            Operation::ListActive
+            | Operation::ListDefined
+            | Operation::LookupByName
+            | Operation::LookupById
+            | Operation::LookupByUuid
+            | Operation::DomainOsType
+            | Operation::DomainXml
+            | Operation::DomainXmlInactive
+            | Operation::CreateXml
+            | Operation::DefineXml
+            | Operation::Undefine
+            | Operation::Start
+            | Operation::Shutdown
+            | Operation::Reboot
+            | Operation::Save
+            | Operation::Restore
+            | Operation::SetMemory
+            | Operation::SetVcpus => false,
+        }
     }
 
     /// Starts the poller (see `poll`) on a second handle to the same
@@ -491,7 +516,7 @@ impl Driver for HypervisorDriver {
         self.lifecycle(
             dom,
             Operation::Suspend,
-            Lifecycle::Suspend,
+            Operation::Suspend,
             sys::DOMCTL_PAUSEDOMAIN,
         )
     }
@@ -500,7 +525,7 @@ impl Driver for HypervisorDriver {
         self.lifecycle(
             dom,
             Operation::Resume,
-            Lifecycle::Resume,
+            Operation::Resume,
             sys::DOMCTL_UNPAUSEDOMAIN,
         )
     }

@@ -9,13 +9,13 @@
 mod host;
 pub mod image;
 
-use crate::driver::Driver;
+use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Bus;
 use crate::model::xml::LifecycleAction;
 use crate::model::{
-    DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, Lifecycle, NodeInfo, State,
-    Uuid, Version,
+    DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, NodeInfo, State, Uuid,
+    Version,
 };
 use crate::model::{Event, EventKind, StopReason};
 use std::borrow::Cow;
@@ -173,21 +173,8 @@ impl TestDomain {
     }
 
     /// Refuses `op` unless the state table allows it here.
-    fn check(&self, op: Lifecycle) -> Result<()> {
-        let state = self.state();
-        if state.allows(op) {
-            return Ok(());
-        }
-        let valid: Vec<&str> = State::ALL
-            .iter()
-            .filter(|s| s.allows(op))
-            .map(|s| s.as_str())
-            .collect();
-        Err(Error::state(format!(
-            "domain '{}' is {state}; {op} needs it {}",
-            self.name(),
-            valid.join(" or ")
-        )))
+    fn check(&self, op: Operation) -> Result<()> {
+        Error::check_state(op, self.state(), self.name())
     }
 }
 
@@ -374,7 +361,7 @@ impl TestDriver {
     fn with_domain(
         &self,
         dom: &DomainRef,
-        op: Lifecycle,
+        op: Operation,
         f: impl FnOnce(&mut Host, usize) -> Result<Option<EventKind>>,
     ) -> Result<()> {
         let _changing = self.changing();
@@ -426,8 +413,38 @@ fn lifecycle_running(action: Option<LifecycleAction>) -> bool {
 }
 
 impl Driver for TestDriver {
-    fn name(&self) -> &str {
-        "test"
+    fn kind(&self) -> DriverKind {
+        DriverKind::Test
+    }
+
+    fn supports(&self, op: Operation) -> bool {
+        match op {
+            Operation::ListActive
+            | Operation::ListDefined
+            | Operation::LookupByName
+            | Operation::LookupById
+            | Operation::LookupByUuid
+            | Operation::DomainInfo
+            | Operation::DomainOsType
+            | Operation::DomainXml
+            | Operation::DomainXmlInactive
+            | Operation::NodeInfo
+            | Operation::Hypervisor
+            | Operation::CreateXml
+            | Operation::DefineXml
+            | Operation::Undefine
+            | Operation::Start
+            | Operation::Shutdown
+            | Operation::Reboot
+            | Operation::Destroy
+            | Operation::Suspend
+            | Operation::Resume
+            | Operation::Save
+            | Operation::Restore
+            | Operation::SetMemory
+            | Operation::SetMaxMemory
+            | Operation::SetVcpus => true,
+        }
     }
 
     fn publish_to(&self, bus: Bus) {
@@ -550,7 +567,7 @@ impl Driver for TestDriver {
     /// also undefine a running one (it turns transient); domfs follows xend,
     /// which refuses, so `rmdir` on a running domain fails with EBUSY.
     fn undefine(&self, dom: &DomainRef) -> Result<()> {
-        self.with_domain(dom, Lifecycle::Undefine, |host, idx| {
+        self.with_domain(dom, Operation::Undefine, |host, idx| {
             host.remove(idx);
             Ok(Some(EventKind::Undefined))
         })
@@ -561,7 +578,7 @@ impl Driver for TestDriver {
         let started = {
             let mut host = self.host();
             let idx = host.find(dom)?;
-            host.domains[idx].check(Lifecycle::Start)?;
+            host.domains[idx].check(Operation::Start)?;
             let id = host.take_id();
             host.set_live(idx, Some(Live::start(id)));
             host.domains[idx].reference()
@@ -572,7 +589,7 @@ impl Driver for TestDriver {
 
     /// Immediate, as in libvirt's test driver: the domain is shut off at once.
     fn shutdown(&self, dom: &DomainRef) -> Result<()> {
-        self.with_domain(dom, Lifecycle::Shutdown, |host, idx| {
+        self.with_domain(dom, Operation::Shutdown, |host, idx| {
             host.stop(idx);
             Ok(Some(EventKind::Stopped(StopReason::Shutdown)))
         })
@@ -581,7 +598,7 @@ impl Driver for TestDriver {
     /// Follows `on_reboot`: restart (the default) and rename-restart keep the
     /// domain running with its id; destroy and preserve shut it off.
     fn reboot(&self, dom: &DomainRef) -> Result<()> {
-        self.with_domain(dom, Lifecycle::Reboot, |host, idx| {
+        self.with_domain(dom, Operation::Reboot, |host, idx| {
             let restart = lifecycle_running(host.domains[idx].current_fields().on_reboot);
             match host.domains[idx].live.as_mut() {
                 Some(live) if restart => {
@@ -598,14 +615,14 @@ impl Driver for TestDriver {
     }
 
     fn destroy(&self, dom: &DomainRef) -> Result<()> {
-        self.with_domain(dom, Lifecycle::Destroy, |host, idx| {
+        self.with_domain(dom, Operation::Destroy, |host, idx| {
             host.stop(idx);
             Ok(Some(EventKind::Stopped(StopReason::Destroyed)))
         })
     }
 
     fn suspend(&self, dom: &DomainRef) -> Result<()> {
-        self.with_domain(dom, Lifecycle::Suspend, |host, idx| {
+        self.with_domain(dom, Operation::Suspend, |host, idx| {
             if let Some(live) = host.domains[idx].live.as_mut() {
                 live.set_state(State::Paused);
             }
@@ -614,7 +631,7 @@ impl Driver for TestDriver {
     }
 
     fn resume(&self, dom: &DomainRef) -> Result<()> {
-        self.with_domain(dom, Lifecycle::Resume, |host, idx| {
+        self.with_domain(dom, Operation::Resume, |host, idx| {
             if let Some(live) = host.domains[idx].live.as_mut() {
                 live.set_state(State::Running);
             }
@@ -633,7 +650,7 @@ impl Driver for TestDriver {
         let bytes = {
             let host = self.host();
             let d = &host.domains[host.find(dom)?];
-            d.check(Lifecycle::Save)?;
+            d.check(Operation::Save)?;
             image::encode(&d.current_def().to_xml()).map_err(Error::invalid)?
         };
         write_image(path, &bytes)?;
@@ -669,7 +686,7 @@ impl Driver for TestDriver {
     }
 
     fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
-        self.with_domain(dom, Lifecycle::SetMemory, |host, idx| {
+        self.with_domain(dom, Operation::SetMemory, |host, idx| {
             let def = host.domains[idx].current_def_mut();
             if kib > def.memory_kib {
                 return Err(Error::invalid(format!(
@@ -686,7 +703,7 @@ impl Driver for TestDriver {
     /// on an active domain"); current memory above the new maximum is
     /// lowered to it.
     fn set_max_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
-        self.with_domain(dom, Lifecycle::SetMaxMemory, |host, idx| {
+        self.with_domain(dom, Operation::SetMaxMemory, |host, idx| {
             let def = &mut host.domains[idx].config;
             if def.current_memory_kib.is_some_and(|cur| cur > kib) {
                 def.set_current_memory_kib(Some(kib));
@@ -699,7 +716,7 @@ impl Driver for TestDriver {
     /// Live on an active domain, in the configuration of a shut-off one;
     /// never above the domain's maximum (`<vcpu>`).
     fn set_vcpus(&self, dom: &DomainRef, count: u32) -> Result<()> {
-        self.with_domain(dom, Lifecycle::SetVcpus, |host, idx| {
+        self.with_domain(dom, Operation::SetVcpus, |host, idx| {
             let def = host.domains[idx].current_def_mut();
             if count > def.vcpus {
                 return Err(Error::invalid(format!(

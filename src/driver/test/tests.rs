@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::dispatch::Dispatcher;
-use crate::driver::Operation;
+use crate::driver::{DriverKind, Operation};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -223,7 +223,8 @@ fn default_host_node_and_hypervisor() {
     let hv = d.hypervisor().unwrap();
     assert_eq!(hv.kind, "TEST");
     assert_eq!(hv.version.to_string(), "0.0.2");
-    assert_eq!(d.name(), "test");
+    assert_eq!(d.kind(), DriverKind::Test);
+    assert!(Operation::ALL.iter().all(|op| d.supports(*op)));
 }
 
 #[test]
@@ -1008,7 +1009,7 @@ fn bad_host_files_are_refused_with_reasons() {
 // Through the dispatcher
 
 fn dispatcher(read_only: bool) -> Dispatcher {
-    Dispatcher::new(vec![Box::new(drv())], read_only)
+    Dispatcher::new(vec![Box::new(drv())], &[], read_only)
 }
 
 #[test]
@@ -1052,17 +1053,17 @@ fn a_read_only_dispatcher_refuses_every_change() {
     let xml_before = d.domain_xml(&dom).unwrap();
     let ops: &[(Operation, DispatchOp)] = &[
         (Operation::CreateXml, |d, _, _| {
-            d.create_xml(
+            d.create_xml_text(
                 "<domain type='test'><name>n</name><memory>1024</memory>\
                           <os><type>hvm</type></os></domain>",
             )
             .map(drop)
         }),
         (Operation::DefineXml, |d, x, _| {
-            d.define_xml(&d.domain_xml(x)?.to_xml()).map(drop)
+            d.define_xml_text(&d.domain_xml(x)?.to_xml()).map(drop)
         }),
         (Operation::DefineXml, |d, x, _| {
-            d.define(d.domain_xml(x)?).map(drop)
+            d.define_xml(d.domain_xml(x)?).map(drop)
         }),
         (Operation::Undefine, |d, x, _| d.undefine(x)),
         (Operation::Start, |d, x, _| d.start(x)),

@@ -14,11 +14,11 @@ pub mod sxp;
 pub mod to_sxp;
 pub mod to_xml;
 
-use crate::driver::Driver;
+use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
-    DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, Lifecycle, NodeInfo, State,
-    Uuid, Version,
+    DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, NodeInfo, State, Uuid,
+    Version,
 };
 use http::{form_encode, percent_encode, Client, Endpoint, Response};
 use std::path::Path;
@@ -180,15 +180,15 @@ fn xend_error(what: &str, message: String) -> Error {
     Error::new(kind, format!("xend: {what}: {message}"))
 }
 
-fn lifecycle_of(op: &str) -> Option<Lifecycle> {
+fn lifecycle_of(op: &str) -> Option<Operation> {
     Some(match op {
-        "start" => Lifecycle::Start,
-        "shutdown" => Lifecycle::Shutdown,
-        "destroy" => Lifecycle::Destroy,
-        "pause" => Lifecycle::Suspend,
-        "unpause" => Lifecycle::Resume,
-        "save" => Lifecycle::Save,
-        "delete" => Lifecycle::Undefine,
+        "start" => Operation::Start,
+        "shutdown" => Operation::Shutdown,
+        "destroy" => Operation::Destroy,
+        "pause" => Operation::Suspend,
+        "unpause" => Operation::Resume,
+        "save" => Operation::Save,
+        "delete" => Operation::Undefine,
         _ => return None,
     })
 }
@@ -294,14 +294,7 @@ impl XendDriver {
             .map_or("", |(_, v)| *v);
         if let Some(l) = lifecycle_of(op) {
             let state = state_of(&self.record_of(dom)?);
-            if !state.allows(l) {
-                return Err(Error::state(format!(
-                    "domain '{}' is {}; {} needs another state",
-                    dom.name,
-                    state.as_str(),
-                    l.as_str()
-                )));
-            }
+            Error::check_state(l, state, dom.name.as_str())?;
         }
         self.post(&Self::domain_path(dom.name.as_str()), params)
     }
@@ -329,8 +322,38 @@ impl XendDriver {
 }
 
 impl Driver for XendDriver {
-    fn name(&self) -> &str {
-        "xend"
+    fn kind(&self) -> DriverKind {
+        DriverKind::Xend
+    }
+
+    fn supports(&self, op: Operation) -> bool {
+        match op {
+            Operation::ListActive
+            | Operation::ListDefined
+            | Operation::LookupByName
+            | Operation::LookupById
+            | Operation::LookupByUuid
+            | Operation::DomainInfo
+            | Operation::DomainOsType
+            | Operation::DomainXml
+            | Operation::NodeInfo
+            | Operation::Hypervisor
+            | Operation::CreateXml
+            | Operation::DefineXml
+            | Operation::Undefine
+            | Operation::Start
+            | Operation::Shutdown
+            | Operation::Reboot
+            | Operation::Destroy
+            | Operation::Suspend
+            | Operation::Resume
+            | Operation::Save
+            | Operation::Restore
+            | Operation::SetMemory
+            | Operation::SetMaxMemory
+            | Operation::SetVcpus => true,
+            Operation::DomainXmlInactive => false,
+        }
     }
 
     fn list_active(&self) -> Result<Vec<DomainRef>> {

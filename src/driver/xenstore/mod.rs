@@ -20,7 +20,7 @@ pub mod client;
 pub mod events;
 pub mod wire;
 
-use crate::driver::Driver;
+use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::xml::{Element, Node as XmlNode};
 use crate::model::{DomainDef, DomainId, DomainInfo, DomainName, DomainRef, State, Uuid};
@@ -488,8 +488,38 @@ impl XenstoreDriver {
 }
 
 impl Driver for XenstoreDriver {
-    fn name(&self) -> &str {
-        "xenstore"
+    fn kind(&self) -> DriverKind {
+        DriverKind::Xenstore
+    }
+
+    fn supports(&self, op: Operation) -> bool {
+        match op {
+            Operation::ListActive
+            | Operation::LookupByName
+            | Operation::LookupById
+            | Operation::LookupByUuid
+            | Operation::DomainInfo
+            | Operation::DomainOsType
+            | Operation::DomainXml
+            | Operation::Shutdown
+            | Operation::Reboot
+            | Operation::SetMemory => true,
+            Operation::ListDefined
+            | Operation::DomainXmlInactive
+            | Operation::NodeInfo
+            | Operation::Hypervisor
+            | Operation::CreateXml
+            | Operation::DefineXml
+            | Operation::Undefine
+            | Operation::Start
+            | Operation::Destroy
+            | Operation::Suspend
+            | Operation::Resume
+            | Operation::Save
+            | Operation::Restore
+            | Operation::SetMaxMemory
+            | Operation::SetVcpus => false,
+        }
     }
 
     /// Starts the thread that turns watches into events, and watches the

@@ -1,0 +1,247 @@
+//! The Xen connection's policy, after libvirt's xen_unified: which back ends
+//! `xen:///` opens and in what order, who is asked first for what
+//! (`ROUTES`), who reports which event, and the toolstack's clean-up after
+//! a destroy. The drivers stay ignorant of each other; what joins them on
+//! Xen is here, and nowhere in the front end.
+//!
+//! Events: the hypervisor driver reports state changes it polls for
+//! (pauses, crashes, memory and vCPUs), xenstore domains coming and going
+//! and what is written behind domfs's back; xend none (its event channel
+//! is not used).
+
+use super::hypervisor::{self, HypervisorDriver};
+use super::xend::XendDriver;
+use super::xenstore::{self, XenstoreDriver};
+use super::{Driver, DriverKind, Operation};
+use crate::dispatch::{MoveOn, Route, Routes};
+use crate::error::{Error, ErrorKind, Result};
+use std::path::Path;
+
+/// The `-o` options that choose and tune Xen's back ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct XenOptions<'a> {
+    /// xenstored's unix socket or the xenbus device.
+    pub xenstore: Option<&'a str>,
+    /// `unix:/PATH` or `http://HOST:PORT`.
+    pub xend: Option<&'a str>,
+    /// The privcmd device, or `none`.
+    pub privcmd: Option<&'a str>,
+    /// How often the hypervisor driver compares domain lists (ms; 0 never).
+    pub poll_ms: Option<u64>,
+}
+
+const HV: DriverKind = DriverKind::Hypervisor;
+const XEND: DriverKind = DriverKind::Xend;
+const XS: DriverKind = DriverKind::Xenstore;
+
+const fn route(op: Operation, order: &'static [DriverKind], move_on: MoveOn) -> Route {
+    Route { op, order, move_on }
+}
+
+use MoveOn::{Unsupported as NS, UnsupportedOrNoDomain as NS_OR_GONE};
+
+/// Who answers what on a Xen connection, after libvirt's xen_unified: the
+/// hypervisor first for information and state, xend first for definitions,
+/// XML and lifecycle, xenstore first for lists, lookups, shutdown, reboot
+/// and the memory target. Lookups and a domain's values move on past a
+/// driver that does not know the domain: each back end knows only some.
+pub const ROUTES: Routes = &[
+    route(Operation::ListActive, &[XS, HV, XEND], NS),
+    route(Operation::ListDefined, &[XEND], NS),
+    route(Operation::LookupByName, &[XS, XEND], NS_OR_GONE),
+    route(Operation::LookupById, &[XS, HV, XEND], NS_OR_GONE),
+    route(Operation::LookupByUuid, &[XS, HV, XEND], NS_OR_GONE),
+    route(Operation::DomainInfo, &[HV, XEND, XS], NS_OR_GONE),
+    route(Operation::DomainOsType, &[HV, XEND, XS], NS_OR_GONE),
+    route(Operation::DomainXml, &[XEND, XS], NS_OR_GONE),
+    route(Operation::DomainXmlInactive, &[XEND, XS], NS_OR_GONE),
+    route(Operation::NodeInfo, &[HV, XEND], NS),
+    route(Operation::Hypervisor, &[HV, XEND], NS),
+    route(Operation::CreateXml, &[XEND], NS),
+    route(Operation::DefineXml, &[XEND], NS),
+    route(Operation::Undefine, &[XEND], NS),
+    route(Operation::Start, &[XEND], NS),
+    route(Operation::Shutdown, &[XS, XEND, HV], NS),
+    route(Operation::Reboot, &[XS, XEND, HV], NS),
+    route(Operation::Destroy, &[XEND, HV], NS),
+    route(Operation::Suspend, &[XEND, HV], NS),
+    route(Operation::Resume, &[XEND, HV], NS),
+    route(Operation::Save, &[XEND], NS),
+    route(Operation::Restore, &[XEND], NS),
+    route(Operation::SetMemory, &[XS, XEND, HV], NS),
+    route(Operation::SetMaxMemory, &[XEND, HV], NS),
+    route(Operation::SetVcpus, &[XEND, HV], NS),
+];
+
+/// xenstored's socket; Xen 4.15 and later have no read-only one.
+pub const XENSTORE_SOCKET: &str = "/var/run/xenstored/socket";
+/// The kernel's xenbus devices, tried after the socket as libxenstore does.
+pub const XENBUS_DEVICES: [&str; 2] = ["/dev/xen/xenbus", "/proc/xen/xenbus"];
+/// How often the hypervisor is asked for changes no watch reports.
+pub const DEFAULT_POLL_MS: u64 = 500;
+pub const PRIVCMD_DEVICE: &str = "/dev/xen/privcmd";
+
+/// Opens every Xen back end this build has and can reach, in libvirt's
+/// registration order (hypervisor, xend, xenstore; `ROUTES` then orders
+/// them per operation). A back end that is absent is skipped with an
+/// info log; with none at all the mount fails naming each endpoint tried.
+pub fn open(opts: &XenOptions<'_>) -> Result<Vec<Box<dyn Driver>>> {
+    let mut drivers: Vec<Box<dyn Driver>> = Vec::new();
+    let mut tried: Vec<String> = Vec::new();
+
+    if let Some(v) = opts.privcmd {
+        check_privcmd(v)?;
+    }
+    let mut hv = None;
+    match HypervisorDriver::open(opts.privcmd) {
+        Ok(Some(d)) => {
+            log::info!("xen:///: hypervisor through privcmd");
+            let every = std::time::Duration::from_millis(opts.poll_ms.unwrap_or(DEFAULT_POLL_MS));
+            hv = Some(d.poll_every(every));
+        }
+        Ok(None) if opts.privcmd.is_some() => {
+            tried.push("hypervisor: turned off (privcmd=none)".into())
+        }
+        Ok(None) => tried.push(format!(
+            "hypervisor: no privcmd device ({})",
+            hypervisor::DEFAULT_PATHS.join(", ")
+        )),
+        // A missing or refused device (named or default), or an unknown
+        // Xen release: go on without it, loudly, since state and info then
+        // come from slower back ends; the mount fails only with no back end.
+        Err(e) => {
+            log::warn!("xen:///: hypervisor driver off: {e}");
+            tried.push(format!("hypervisor: {}", e.message));
+        }
+    }
+
+    if let Some(url) = opts.xend {
+        check_xend(url)?;
+        // A xend that does not answer now is not counted as reachable.
+        match XendDriver::from_url(url).and_then(|d| d.hypervisor().map(|_| d)) {
+            Ok(d) => {
+                log::info!("xen:///: xend at {url}");
+                drivers.push(Box::new(d));
+            }
+            Err(e) => tried.push(format!("xend ({url}): {e}")),
+        }
+    }
+
+    let endpoints: Vec<String> = match opts.xenstore {
+        Some(p) => vec![p.to_string()],
+        None => std::iter::once(XENSTORE_SOCKET)
+            .chain(XENBUS_DEVICES)
+            .map(String::from)
+            .collect(),
+    };
+    for ep in &endpoints {
+        match XenstoreDriver::open(Path::new(ep), xenstore::client::DEFAULT_TIMEOUT) {
+            Ok(d) => {
+                log::info!("xen:///: xenstore through {ep}");
+                drivers.push(Box::new(d));
+                hv = hv.map(|h| h.after_destroy(forget_in_xenstore(ep.into())));
+                break;
+            }
+            Err(e) => tried.push(format!("xenstore ({ep}): {}", e.message)),
+        }
+    }
+    if let Some(h) = hv {
+        drivers.insert(0, Box::new(h));
+    }
+
+    for t in &tried {
+        log::info!("xen:///: skipped {t}");
+    }
+    if drivers.is_empty() {
+        return Err(Error::new(
+            ErrorKind::NotConnected,
+            format!("no Xen back end is reachable; tried {}", tried.join("; ")),
+        ));
+    }
+    Ok(drivers)
+}
+
+/// The toolstack's half of a destroy, after Xen's: libxl removes the
+/// domain's xenstore entries (`/local/domain/N`, its `/vm` entry,
+/// `/libxl/N`, its backends in dom0), and nothing else does, so without this
+/// a destroyed domain would stay listed.
+fn forget_in_xenstore(endpoint: std::path::PathBuf) -> hypervisor::AfterDestroy {
+    use xenstore::client::{Client, ClientError, DEFAULT_TIMEOUT};
+    use xenstore::wire::ErrName;
+    let fail = |what: &str, e: ClientError| {
+        Error::backend(format!("removing its xenstore entries: {what}: {e}"))
+    };
+    Box::new(move |id, uuid| {
+        let c = Client::connect(&endpoint, DEFAULT_TIMEOUT).map_err(|e| fail("connect", e))?;
+        let home = format!("/local/domain/{id}");
+        let mut paths = Vec::new();
+        match c.read_string(0, &format!("{home}/vm")) {
+            Ok(vm) if vm.starts_with("/vm/") && !vm.contains("..") => paths.push(vm),
+            _ => paths.push(format!("/vm/{uuid}")),
+        }
+        match c.directory(0, "/local/domain/0/backend") {
+            Ok(kinds) => paths.extend(
+                kinds
+                    .iter()
+                    .map(|k| format!("/local/domain/0/backend/{k}/{id}")),
+            ),
+            Err(e) if e.is(ErrName::Enoent) => {}
+            Err(e) => return Err(fail("backends", e)),
+        }
+        paths.push(format!("/libxl/{id}"));
+        paths.push(home);
+        for p in &paths {
+            match c.rm(0, p) {
+                Ok(()) => {}
+                Err(e) if e.is(ErrName::Enoent) => {}
+                Err(e) => return Err(fail(p, e)),
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Checks `-o xend=`: `unix:/ABSOLUTE/PATH` or `http://HOST:PORT`.
+pub fn check_xend(url: &str) -> Result<()> {
+    let ok = if let Some(path) = url.strip_prefix("unix:") {
+        path.starts_with('/')
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        let hostport = rest.trim_end_matches('/');
+        matches!(hostport.rsplit_once(':'), Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok())
+    } else {
+        false
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "xend={url}: use unix:/ABSOLUTE/PATH or http://HOST:PORT"
+        )))
+    }
+}
+
+/// Checks `-o privcmd=`: an absolute device path or `none`.
+pub fn check_privcmd(value: &str) -> Result<()> {
+    if value == "none" || value.starts_with('/') {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "privcmd={value}: use an absolute device path or none"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_has_one_route() {
+        use std::collections::HashSet;
+        let mut seen = HashSet::new();
+        for r in ROUTES {
+            assert!(seen.insert(r.op), "{} routed twice", r.op);
+        }
+        assert_eq!(seen.len(), Operation::ALL.len(), "one route per Operation");
+    }
+}
