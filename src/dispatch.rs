@@ -13,6 +13,7 @@ use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Bus;
 use crate::model::{DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, Uuid};
+use crate::sync::lock;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
@@ -126,7 +127,7 @@ impl Dispatcher {
 
     /// Says why the connection is still not open.
     pub fn still_waiting(&self, reason: String) {
-        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+        *lock(&self.waiting) = reason;
     }
 
     /// The connection opened: from now on the drivers answer. Only the

@@ -5,6 +5,7 @@
 //! whatever the subscribers do. It knows neither drivers nor FUSE.
 
 use crate::model::Event;
+use crate::sync::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -46,13 +47,10 @@ impl Bus {
     pub fn subscribe(&self) -> Subscription {
         let (tx, rx) = sync_channel(QUEUE);
         let overflowed = Arc::new(AtomicBool::new(false));
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Subscriber {
-                tx,
-                overflowed: overflowed.clone(),
-            });
+        lock(&self.subscribers).push(Subscriber {
+            tx,
+            overflowed: overflowed.clone(),
+        });
         Subscription { rx, overflowed }
     }
 
@@ -63,7 +61,7 @@ impl Bus {
 
     pub fn publish(&self, event: Event) {
         log::debug!("event: {} {} {}", event.kind, event.name, event.uuid);
-        let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut subs = lock(&self.subscribers);
         // Numbered under the lock, so every subscriber sees numbers in order.
         let seq = self.published.fetch_add(1, Ordering::AcqRel) + 1;
         subs.retain(|s| match s.tx.try_send((seq, event.clone())) {

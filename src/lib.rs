@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod fs;
 pub mod model;
+pub mod sync;
 pub mod uri;
 
 pub use error::{Error, ErrorKind, Result};

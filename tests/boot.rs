@@ -411,6 +411,11 @@ fn retry_mounts_before_the_back_end_answers_and_connects_later() {
         "running\n"
     );
     assert!(std::fs::read_to_string(&log).unwrap().contains("connected"));
+    // Every file reaches the connection once it is open, these too.
+    let inactive = std::fs::read_to_string(dir.path().join("late/inactive_xml")).unwrap();
+    assert!(inactive.contains("<name>late</name>"), "{inactive}");
+    let control = std::fs::read_to_string(dir.path().join("late/control")).unwrap();
+    assert!(control.starts_with("shutdown\n"), "{control}");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

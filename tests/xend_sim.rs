@@ -364,3 +364,53 @@ fn lifecycle_end_to_end_through_the_files_and_xenstore() {
     m.sh_ok("rmdir web1");
     assert!(!m.sh_ok("ls").contains("web1\n"));
 }
+
+impl Sim {
+    /// What the simulated host has served so far: (xenstore, xend) requests.
+    fn requests(&self) -> (u64, u64) {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(self.path().join("xend-socket"))
+            .expect("connect to the simulated xend");
+        s.write_all(b"GET /domfs-sim/requests HTTP/1.0\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let count = |key: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {key} count in {text}"))
+        };
+        (count("xenstore "), count("xend "))
+    }
+}
+
+/// A warm `cat state` on xen:/// costs one back-end request, the value's:
+/// the domain's reference is kept until an event about it (or one TTL).
+#[test]
+fn a_warm_read_costs_one_back_end_request() {
+    let sim = Sim::start();
+    let opts = format!("xend={},xenstore={}", sim.unix(), sim.xenstore().display());
+    let m = Mount::with_options("xen:///", &["-o", &opts]);
+    assert_eq!(m.value("guest1/state"), "blocked");
+    // Five quick reads in one shell: each within the kernel's name TTL and
+    // the reference's, so each is warm.
+    let before = sim.requests();
+    let out = m.sh_ok("for i in 1 2 3 4 5; do cat guest1/state; done");
+    let after = sim.requests();
+    assert_eq!(out.lines().filter(|l| *l == "blocked").count(), 5, "{out}");
+    let spent = (after.0 - before.0) + (after.1 - before.1);
+    assert_eq!(
+        spent,
+        5,
+        "five warm reads, one request each: xenstore {} xend {}",
+        after.0 - before.0,
+        after.1 - before.1
+    );
+    // An event about the domain ends its cached reference: the next read
+    // sees the change at once.
+    m.echo_ok("suspend", "guest1/control");
+    assert_eq!(m.value("guest1/state"), "paused");
+    m.echo_ok("resume", "guest1/control");
+    assert_eq!(m.value("guest1/state"), "blocked");
+}

@@ -129,6 +129,17 @@ fn reboot_restarts_the_guest_with_a_new_id() {
     assert_eq!(m.value("guest1/uuid"), UUID1);
 }
 
+/// `control` lists what this connection can carry out now, and nothing
+/// else: xenstore alone can ask a guest to shut down or reboot and set its
+/// memory target, not destroy it or change its vCPUs.
+#[test]
+fn control_lists_only_what_the_connection_can_do() {
+    let (_sim, m) = setup();
+    assert_eq!(m.cat("guest1/control"), "shutdown\nreboot\nsetmem SIZE\n");
+    m.echo_ok("setmem 400M", "guest1/control");
+    assert_eq!(m.value("guest1/memory"), "409600");
+}
+
 #[test]
 fn what_xenstore_cannot_do_is_not_supported_and_named() {
     let (_sim, m) = setup();

@@ -14,11 +14,12 @@ use super::tree::{DomFile, InodeTable, Node, ROOT_INO};
 use crate::dispatch::Dispatcher;
 use crate::events::Subscription;
 use crate::model::{DomainRef, Event, EventKind, State, Uuid};
+use crate::sync::lock;
 use fuser::{Errno, INodeNo, Notifier, PollNotifier, ReplyData, ReplyWrite};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Lines an `events` reader may have waiting before it gets `overflow`.
@@ -33,10 +34,6 @@ pub const MAX_WAIT: Duration = Duration::from_secs(super::command::MAX_WAIT_SECS
 const TICK: Duration = Duration::from_millis(100);
 /// How long a write waits for the feed to take in the change it made.
 const SETTLE: Duration = Duration::from_secs(1);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Whether a poller of `node` can ever be told of a change: these values
 /// change only with an event; the others (`cpu_time`, `info`, `last_error`)

@@ -24,6 +24,7 @@ pub mod tree;
 use crate::dispatch::Dispatcher;
 use crate::error::{Error, Result};
 use crate::model::{DomainDef, DomainId, DomainRef, Operation, Uuid};
+use crate::sync::lock;
 use command::{Command, CommandBuf};
 use document::Document;
 use fuser::{Errno, FileAttr, FileType, INodeNo};
@@ -32,7 +33,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tree::{DomFile, InodeTable, Node, WriteKind, ROOT_INO};
 
@@ -75,7 +76,26 @@ pub struct DomFs {
     /// whichever ends first: building them costs a dispatcher call and an
     /// inode lookup per domain, most of a repeated `ls -l` of a large host.
     root_listing: Mutex<Option<Listing>>,
+    /// Domain references by UUID, so a warm read costs the one request
+    /// for its value, not a lookup as well (see `domain`).
+    refs: Mutex<HashMap<Uuid, CachedRef>>,
+    /// The length each value file had when last built, with the domain's
+    /// generation then: a `stat` (the kernel's lookup before each `cat`)
+    /// answers from it while no event came, instead of building the value.
+    sizes: Mutex<HashMap<Node, (u64, u64)>>,
 }
+
+/// A domain reference as a lookup gave it, valid while the domain's
+/// generation stays the same (every event about it ends it) and for at
+/// most one TTL, for changes no event reports.
+struct CachedRef {
+    generation: u64,
+    at: Instant,
+    dom: DomainRef,
+}
+
+/// References kept at most; past that the cache starts again.
+const MAX_REFS: usize = 65_536;
 
 /// Directory entries: inode, type and name.
 pub(crate) type Entries = Arc<Vec<(u64, FileType, String)>>;
@@ -123,12 +143,6 @@ impl Input {
     }
 }
 
-/// Locks that a panic elsewhere cannot make unusable: every critical section
-/// leaves the data consistent before it can panic.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// A lookup that found nothing: the kernel hears ENOENT, nothing is logged.
 fn gone(e: &Error) -> bool {
     e.kind == crate::error::ErrorKind::NoDomain
@@ -163,6 +177,8 @@ impl DomFs {
             invalidations: Mutex::new(None),
             mounted_at: SystemTime::now(),
             root_listing: Mutex::new(None),
+            refs: Mutex::new(HashMap::new()),
+            sizes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -208,8 +224,36 @@ impl DomFs {
         errno(e)
     }
 
+    /// The domain's reference: from the cache while no event about the
+    /// domain came since the lookup (and for at most a TTL), else one lookup.
     fn domain(&self, uuid: Uuid) -> Result<DomainRef> {
-        self.dispatch.lookup_by_uuid(uuid)
+        let generation = self.feed.generation(uuid);
+        if let Some(c) = lock(&self.refs).get(&uuid) {
+            if c.generation == generation && c.at.elapsed() < TTL {
+                return Ok(c.dom.clone());
+            }
+        }
+        let found = self.dispatch.lookup_by_uuid(uuid);
+        let mut refs = lock(&self.refs);
+        match &found {
+            Ok(dom) => {
+                if refs.len() >= MAX_REFS {
+                    refs.clear();
+                }
+                refs.insert(
+                    uuid,
+                    CachedRef {
+                        generation,
+                        at: Instant::now(),
+                        dom: dom.clone(),
+                    },
+                );
+            }
+            Err(_) => {
+                refs.remove(&uuid);
+            }
+        }
+        found
     }
 
     fn attr(&self, ino: u64, node: Node, size: u64) -> FileAttr {
@@ -279,7 +323,10 @@ impl DomFs {
                 }
                 0
             }
-            n => self.content(n)?.len() as u64,
+            n => match self.known_size(n)? {
+                Some(len) => len,
+                None => self.content(n)?.len() as u64,
+            },
         };
         Ok(self.attr(ino, node, size))
     }
@@ -413,8 +460,41 @@ impl DomFs {
         Ok(out)
     }
 
-    /// The snapshot a read of `node` serves.
+    /// The length of `node`'s value as last built, if no event about its
+    /// domain came since (and the domain is still there). Only for values
+    /// that change with an event alone (`feed::watchable`).
+    fn known_size(&self, node: Node) -> Result<Option<u64>> {
+        let Some(uuid) = node.domain().filter(|_| feed::watchable(node)) else {
+            return Ok(None);
+        };
+        let generation = self.feed.generation(uuid);
+        let known = lock(&self.sizes)
+            .get(&node)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, len)| *len);
+        if known.is_some() {
+            self.domain(uuid)?;
+        }
+        Ok(known)
+    }
+
+    /// The snapshot a read of `node` serves; its length is remembered for
+    /// `stat` (see `known_size`).
     fn content(&self, node: Node) -> Result<String> {
+        let generation = node.domain().map(|u| self.feed.generation(u));
+        let text = self.build(node)?;
+        if let Some(g) = generation.filter(|_| feed::watchable(node)) {
+            let mut sizes = lock(&self.sizes);
+            if sizes.len() >= MAX_REFS {
+                sizes.clear();
+            }
+            sizes.insert(node, (g, text.len() as u64));
+        }
+        Ok(text)
+    }
+
+    /// What `node` says now.
+    fn build(&self, node: Node) -> Result<String> {
         Ok(match node {
             Node::NodeInfo => self.dispatch.node_info()?.to_text(),
             Node::NodeHypervisor => {
@@ -424,7 +504,14 @@ impl DomFs {
             Node::RootLastError => self.last_error(None),
             Node::Create | Node::Define | Node::Restore | Node::Events => String::new(),
             Node::File(uuid, file) => self.domain_file(uuid, file)?,
-            _ => return Err(Error::invalid("not a file")),
+            Node::Root
+            | Node::ById
+            | Node::ByUuid
+            | Node::NodeDir
+            | Node::Domain(_)
+            | Node::IdLink(_)
+            | Node::UuidLink(_)
+            | Node::Scratch(..) => return Err(Error::invalid("not a file")),
         })
     }
 
@@ -501,7 +588,15 @@ impl DomFs {
             DomFile::Memory => command::parse_size(text).map(Command::SetMemory),
             DomFile::MaxMemory => command::parse_size(text).map(Command::SetMaxMemory),
             DomFile::Vcpus => command::parse_count(text).map(Command::SetVcpus),
-            _ => return Err(Error::invalid("not writable")),
+            DomFile::Xml
+            | DomFile::InactiveXml
+            | DomFile::State
+            | DomFile::Id
+            | DomFile::Uuid
+            | DomFile::OsType
+            | DomFile::CpuTime
+            | DomFile::Info
+            | DomFile::LastError => return Err(Error::invalid("not writable")),
         }
         .map_err(Error::invalid)?;
         let dom = self.domain(uuid)?;

@@ -60,6 +60,26 @@ impl DomFile {
         }
     }
 
+    /// Permission bits. Reading `control` lists the valid commands:
+    /// harmless for anyone.
+    pub fn mode(self) -> u16 {
+        match self {
+            DomFile::Xml
+            | DomFile::Control
+            | DomFile::Vcpus
+            | DomFile::Memory
+            | DomFile::MaxMemory => 0o644,
+            DomFile::InactiveXml
+            | DomFile::State
+            | DomFile::Id
+            | DomFile::Uuid
+            | DomFile::OsType
+            | DomFile::CpuTime
+            | DomFile::Info
+            | DomFile::LastError => 0o444,
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<DomFile> {
         DomFile::ALL.into_iter().find(|f| f.name() == name)
     }
@@ -124,27 +144,27 @@ impl Node {
                 FileType::Directory
             }
             Node::IdLink(_) | Node::UuidLink(_) => FileType::Symlink,
-            _ => FileType::RegularFile,
+            Node::NodeInfo
+            | Node::NodeHypervisor
+            | Node::Create
+            | Node::Define
+            | Node::Restore
+            | Node::RootLastError
+            | Node::Events
+            | Node::File(..)
+            | Node::Scratch(..) => FileType::RegularFile,
         }
     }
 
     /// Permission bits (the kernel enforces them: `default_permissions`).
     pub fn mode(self) -> u16 {
         match self {
-            _ if self.kind() == FileType::Directory => 0o555,
+            Node::Root | Node::ById | Node::ByUuid | Node::NodeDir | Node::Domain(_) => 0o555,
             Node::IdLink(_) | Node::UuidLink(_) => 0o777,
             Node::Create | Node::Define | Node::Restore => 0o200,
-            // Reading `control` lists the valid commands: harmless for anyone.
-            Node::File(
-                _,
-                DomFile::Xml
-                | DomFile::Control
-                | DomFile::Vcpus
-                | DomFile::Memory
-                | DomFile::MaxMemory,
-            ) => 0o644,
+            Node::NodeInfo | Node::NodeHypervisor | Node::RootLastError | Node::Events => 0o444,
+            Node::File(_, f) => f.mode(),
             Node::Scratch(..) => 0o600,
-            _ => 0o444,
         }
     }
 

@@ -82,6 +82,19 @@ impl Version {
         u64::from(self.major) * 1_000_000 + u64::from(self.minor) * 1_000 + u64::from(self.release)
     }
 
+    /// The release in Xen's extra version (`.7`, `.0-rc1`, `-unstable`):
+    /// its leading number, 0 when it has none; at most 999 (libvirt's
+    /// packed number has three digits for it).
+    pub fn xen_release(extra: &str) -> u32 {
+        extra
+            .trim_start_matches('.')
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|d| d.parse::<u32>().ok())
+            .unwrap_or(0)
+            .min(999)
+    }
+
     pub fn from_number(n: u64) -> Version {
         Version {
             major: (n / 1_000_000) as u32,
@@ -100,6 +113,15 @@ impl fmt::Display for Version {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xen_releases() {
+        assert_eq!(Version::xen_release(".7"), 7);
+        assert_eq!(Version::xen_release(".0-rc1"), 0);
+        assert_eq!(Version::xen_release("-unstable"), 0);
+        assert_eq!(Version::xen_release(".12345"), 999);
+        assert_eq!(Version::xen_release(""), 0);
+    }
 
     #[test]
     fn node_info_text_has_the_documented_order() {

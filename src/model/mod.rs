@@ -5,6 +5,7 @@
 pub mod event;
 pub mod ids;
 pub mod info;
+pub mod limits;
 pub mod operation;
 pub mod state;
 pub mod xml;

@@ -14,6 +14,7 @@ mod xenstored;
 
 use host::{GuestSpec, Host};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{Flavour, Store};
@@ -112,6 +113,12 @@ fn parse_args() -> Result<Args, String> {
         guests,
     })
 }
+
+/// Requests served, for tests that count what one read of the mount costs:
+/// `GET /domfs-sim/requests` on the xend socket answers them (and is not
+/// counted itself).
+pub static XENSTORE_REQUESTS: AtomicU64 = AtomicU64::new(0);
+pub static XEND_REQUESTS: AtomicU64 = AtomicU64::new(0);
 
 /// xend's API on DIR/xend-socket and on TCP loopback (port in DIR/xend-port).
 fn start_xend(host: &std::sync::Arc<Host>, args: &Args) -> std::io::Result<()> {

@@ -6,6 +6,7 @@
 //! guests (the host model writes the tree as a toolstack would).
 
 use domfs::driver::xenstore::wire::{Access, ErrName, Perm};
+use domfs::sync::lock;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
@@ -77,7 +78,7 @@ impl EventQueue {
 
     /// Queues an event; false (and the event dropped) when full.
     pub fn push(&self, ev: (String, String)) -> bool {
-        let mut q = self.q.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = lock(&self.q);
         if q.len() >= self.cap {
             return false;
         }
@@ -87,13 +88,13 @@ impl EventQueue {
     }
 
     pub fn take_all(&self) -> Vec<(String, String)> {
-        let mut q = self.q.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = lock(&self.q);
         q.drain(..).collect()
     }
 
     /// Waits until something is queued, the queue is closed, or `t` passed.
     pub fn wait(&self, t: Duration) {
-        let q = self.q.lock().unwrap_or_else(|p| p.into_inner());
+        let q = lock(&self.q);
         if q.is_empty() && !self.closed.load(Ordering::SeqCst) {
             let _ = self.ready.wait_timeout(q, t);
         }

@@ -290,6 +290,19 @@ impl Xend {
     }
 
     fn handle(&self, method: &str, target: &str, body: &str) -> Reply {
+        use std::sync::atomic::Ordering::Relaxed;
+        if target == "/domfs-sim/requests" {
+            return (
+                200,
+                format!(
+                    "xenstore {}\nxend {}\n",
+                    crate::XENSTORE_REQUESTS.load(Relaxed),
+                    crate::XEND_REQUESTS.load(Relaxed)
+                ),
+            );
+        }
+        crate::XEND_REQUESTS.fetch_add(1, Relaxed);
+        log::debug!("xend: {method} {target}");
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let mut args = parse_form(query);
         if method == "POST" {

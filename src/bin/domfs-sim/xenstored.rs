@@ -9,10 +9,11 @@
 
 use crate::store::{Caller, EventQueue, Flavour, Sink, Store};
 use domfs::driver::xenstore::wire::{self, ErrName, Message, MsgType, Request};
+pub use domfs::sync::lock;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -20,10 +21,6 @@ static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 const EVENT_QUEUE: usize = 1024;
 /// A client that does not read its replies for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Serves `listener` until `stop` is set, each connection speaking for
 /// `domid` (0 = privileged dom0). When stopped (the guest is destroyed) its
@@ -150,6 +147,7 @@ fn handle(
     payload: &[u8],
     sink: Sink,
 ) -> Message {
+    crate::XENSTORE_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let req = match Request::decode(h.ty, payload) {
         Ok(r) => r,
         Err(None) => return error(h, ErrName::Enosys),

@@ -495,13 +495,7 @@ impl Driver for HypervisorDriver {
     }
 
     fn hypervisor(&self) -> Result<Hypervisor> {
-        let release = self
-            .extra
-            .trim_start_matches('.')
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0);
+        let release = Version::xen_release(&self.extra);
         Ok(Hypervisor {
             kind: "Xen".into(),
             version: Version {

@@ -107,15 +107,28 @@ pub struct DomctlMaxMem {
     pub max_memkb: u64,
 }
 
+/// A guest handle: an address in this process that Xen writes through.
+/// Only this module makes one (from a hypercall buffer it owns, right
+/// before the call that uses it), so safe code cannot point Xen at any
+/// other memory: the field is private and there is no constructor outside.
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuestHandle(u64);
+
+impl GuestHandle {
+    /// The handle to nothing: Xen writes nowhere.
+    pub const NULL: GuestHandle = GuestHandle(0);
+}
+
 /// `struct xen_sysctl_getdomaininfolist`. `buffer` is a guest handle: the
-/// user address of the output array, which [`Hypercall::sysctl`] fills in.
+/// user address of the output array, which [`Hypercall::sysctl`] sets.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SysctlGetDomainInfoList {
     pub first_domain: u16,
     pub pad0: u16,
     pub max_domains: u32,
-    pub buffer: u64,
+    pub buffer: GuestHandle,
     pub num_domains: u32,
     pub pad1: u32,
 }
@@ -561,15 +574,28 @@ impl Hypercall for Privcmd {
         }
     }
 
+    /// Every guest handle of the request is set here, from `buf`, whatever
+    /// the caller left in it (a handle copied from an earlier answer points
+    /// at a buffer that is gone); a command whose handles this does not know
+    /// is refused.
     fn sysctl(&self, op: &mut XenSysctl, out: Option<&mut [GetDomainInfo]>) -> Result<i64, Errno> {
         let head = size_of::<XenSysctl>().next_multiple_of(8);
         let n = out.as_ref().map_or(0, |o| o.len());
         let mut buf = self.buf(head + n * size_of::<GetDomainInfo>())?;
-        if n > 0 {
-            let mut list = op.getdomaininfolist();
-            list.buffer = buf.addr(head);
-            list.max_domains = list.max_domains.min(n as u32);
-            op.set_getdomaininfolist(list);
+        match op.cmd {
+            SYSCTL_GETDOMAININFOLIST => {
+                let mut list = op.getdomaininfolist();
+                if n > 0 {
+                    list.buffer = GuestHandle(buf.addr(head));
+                    list.max_domains = list.max_domains.min(n as u32);
+                } else {
+                    list.buffer = GuestHandle::NULL;
+                    list.max_domains = 0;
+                }
+                op.set_getdomaininfolist(list);
+            }
+            SYSCTL_PHYSINFO if n == 0 => {}
+            _ => return Err(libc::EINVAL),
         }
         let addr = buf.put(0, op);
         let r = self.call(HYPERVISOR_SYSCTL, addr, 0);
@@ -584,7 +610,13 @@ impl Hypercall for Privcmd {
         Ok(r)
     }
 
+    /// Only commands without guest handles (the ones domfs issues).
     fn domctl(&self, op: &mut XenDomctl) -> Result<i64, Errno> {
+        match op.cmd {
+            DOMCTL_DESTROYDOMAIN | DOMCTL_PAUSEDOMAIN | DOMCTL_UNPAUSEDOMAIN
+            | DOMCTL_GETDOMAININFO | DOMCTL_MAX_MEM => {}
+            _ => return Err(libc::EINVAL),
+        }
         let mut buf = self.buf(size_of::<XenDomctl>())?;
         let addr = buf.put(0, op);
         let r = self.call(HYPERVISOR_DOMCTL, addr, 0);

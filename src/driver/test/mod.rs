@@ -12,12 +12,14 @@ pub mod image;
 use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Bus;
+use crate::model::limits;
 use crate::model::xml::LifecycleAction;
 use crate::model::{
     DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, NodeInfo, State, Uuid,
     Version,
 };
 use crate::model::{Event, EventKind, StopReason};
+use crate::sync::lock;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
@@ -348,12 +350,12 @@ impl TestDriver {
     fn host(&self) -> MutexGuard<'_, Host> {
         // A panic while holding the lock leaves the host as consistent as
         // every operation is (each validates before it changes anything).
-        self.host.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.host)
     }
 
     /// Held by every operation that changes the host (see `TestDriver`).
     fn changing(&self) -> MutexGuard<'_, ()> {
-        self.changes.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.changes)
     }
 
     /// Runs `f` on the domain `dom` names after checking the state table,
@@ -688,12 +690,7 @@ impl Driver for TestDriver {
     fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
         self.with_domain(dom, Operation::SetMemory, |host, idx| {
             let def = host.domains[idx].current_def_mut();
-            if kib > def.memory_kib {
-                return Err(Error::invalid(format!(
-                    "cannot set memory higher than max memory ({kib} > {} KiB)",
-                    def.memory_kib
-                )));
-            }
+            limits::memory_within(kib, def.memory_kib).map_err(Error::invalid)?;
             def.set_current_memory_kib(Some(kib));
             Ok(Some(EventKind::MemoryChanged))
         })
@@ -718,12 +715,7 @@ impl Driver for TestDriver {
     fn set_vcpus(&self, dom: &DomainRef, count: u32) -> Result<()> {
         self.with_domain(dom, Operation::SetVcpus, |host, idx| {
             let def = host.domains[idx].current_def_mut();
-            if count > def.vcpus {
-                return Err(Error::invalid(format!(
-                    "requested cpu amount exceeds maximum ({count} > {})",
-                    def.vcpus
-                )));
-            }
+            limits::vcpus_within(count, def.vcpus).map_err(Error::invalid)?;
             def.set_current_vcpus((count != def.vcpus).then_some(count))
                 .map_err(|e| Error::invalid(e.to_string()))?;
             Ok(Some(EventKind::VcpusChanged))

@@ -419,23 +419,13 @@ impl Driver for XendDriver {
             .get_int("xen_major")
             .ok_or_else(|| Error::backend("xend node record without xen_major"))?;
         let minor = node.get_int("xen_minor").unwrap_or(0);
-        // xen_extra is like ".7" or "-rc1": its leading number is the release.
-        let release: u32 = node
-            .get("xen_extra")
-            .map(|e| e.trim_start_matches('.'))
-            .map(|e| {
-                e.chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<String>()
-            })
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0);
+        let release = Version::xen_release(node.get("xen_extra").unwrap_or(""));
         Ok(Hypervisor {
             kind: "Xen".into(),
             version: Version {
                 major: major.clamp(0, 4000) as u32,
                 minor: minor.clamp(0, 999) as u32,
-                release: release.min(999),
+                release,
             },
         })
     }

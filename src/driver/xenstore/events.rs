@@ -9,6 +9,7 @@
 use super::{list_domains, Client};
 use crate::events::Bus;
 use crate::model::{DomainRef, Event, EventKind, StopReason};
+use crate::sync::lock;
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -81,7 +82,7 @@ pub fn run(client: Client, bus: Bus, rx: Receiver<Signal>, own: Arc<Mutex<HashSe
                 let Some(d) = known.get(&id) else { continue };
                 if kind == EventKind::ShutdownRequested {
                     // The driver published its own request already.
-                    if own.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
+                    if lock(&own).remove(&id) {
                         continue;
                     }
                     // An emptied request (the guest acknowledging) is none.

@@ -22,21 +22,21 @@ pub mod wire;
 
 use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
+use crate::model::limits;
 use crate::model::xml::{Element, Node as XmlNode};
 use crate::model::{DomainDef, DomainId, DomainInfo, DomainName, DomainRef, State, Uuid};
+use crate::sync::lock;
 use client::{Client, ClientError, Event};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wire::{ErrName, Request};
 
 const TOKEN_INTRODUCE: &str = "domfs-introduce";
 const TOKEN_RELEASE: &str = "domfs-release";
 const TOKEN_KEYS: &str = "domfs-keys";
-/// libvirt's xenstore driver refused balloon targets below this (KiB).
-const MIN_MEMORY_KIB: u64 = 4096;
 
 /// Maps a client failure to the one error type. `ENOENT` on a domain's own
 /// key means the domain went away.
@@ -80,10 +80,6 @@ pub struct XenstoreDriver {
 }
 
 type Forward = Arc<Mutex<Option<std::sync::mpsc::SyncSender<events::Signal>>>>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn dom_path(id: u32) -> String {
     format!("/local/domain/{id}")
@@ -644,17 +640,8 @@ impl Driver for XenstoreDriver {
     }
 
     fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
-        if kib < MIN_MEMORY_KIB {
-            return Err(Error::invalid(format!(
-                "a memory target below {MIN_MEMORY_KIB} KiB is refused"
-            )));
-        }
         let max = self.resources(dom)?.max;
-        if kib > max {
-            return Err(Error::invalid(format!(
-                "{kib} KiB exceeds the domain's maximum of {max} KiB"
-            )));
-        }
+        limits::xen_memory_target(kib, max).map_err(Error::invalid)?;
         self.write_checked(dom, "memory/target", &kib.to_string())
     }
 }
