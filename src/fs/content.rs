@@ -1,0 +1,289 @@
+//! What files and directories say: the snapshot a read serves, the size
+//! `stat` shows, the names a directory holds and where a link points. Every
+//! node and file is an exhaustive match here, so a new one must say what it
+//! shows.
+
+use super::tree::{DomFile, Node, ROOT_INO};
+use super::{feed, lock, names, DomFs, Entries, Listing, MAX_REFS, TTL, TTL_NONE};
+use crate::error::{Error, Result};
+use crate::model::{DomainId, Operation, Uuid};
+use fuser::{FileAttr, FileType};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+impl DomFs {
+    /// Where a symlink points.
+    pub(super) fn link_target(&self, node: Node) -> Result<String> {
+        let uuid = node.domain().ok_or_else(|| Error::invalid("not a link"))?;
+        let dom = self.domain(uuid)?;
+        if matches!(node, Node::IdLink(_)) && dom.id.is_none() {
+            return Err(Error::no_domain(format!(
+                "domain '{}' is not running",
+                dom.name
+            )));
+        }
+        Ok(format!("../{}", Self::dir_name(&dom)))
+    }
+
+    /// Checks that `node` still exists and returns its attributes. The size
+    /// is the value's length now (tools such as `tail` and `tar` trust it).
+    pub(super) fn stat(&self, ino: u64, node: Node) -> Result<FileAttr> {
+        let size = match node {
+            Node::IdLink(_) | Node::UuidLink(_) => self.link_target(node)?.len() as u64,
+            Node::Scratch(uuid, id) => {
+                self.domain(uuid)?;
+                let scratch = lock(&self.scratch);
+                let f = scratch
+                    .get(id)
+                    .ok_or_else(|| Error::no_domain("the temporary file is gone"))?;
+                f.data.len() as u64
+            }
+            Node::Events => 0,
+            // Directories and write-only files have no value to measure.
+            n if n.kind() == FileType::Directory || n.mode() & 0o444 == 0 => {
+                if let Some(uuid) = n.domain() {
+                    self.domain(uuid)?;
+                }
+                0
+            }
+            n => match self.known_size(n)? {
+                Some(len) => len,
+                None => self.content(n)?.len() as u64,
+            },
+        };
+        Ok(self.attr(ino, node, size))
+    }
+
+    pub(super) fn entry(&self, node: Node) -> Result<(Duration, FileAttr)> {
+        let ino = self.ino(node);
+        let ttl = if matches!(node, Node::IdLink(_)) {
+            TTL_NONE
+        } else {
+            TTL
+        };
+        Ok((ttl, self.stat(ino, node)?))
+    }
+
+    pub(super) fn child(&self, parent: Node, name: &str) -> Result<Node> {
+        let missing = || Error::no_domain(format!("no entry '{name}'"));
+        match parent {
+            Node::Root => {
+                if let Some((_, n)) = Node::ROOT_ENTRIES.iter().find(|(n, _)| *n == name) {
+                    return Ok(*n);
+                }
+                let dom = match names::parse_file_name(name).ok_or_else(missing)? {
+                    names::Named::Name(n) => self.dispatch.lookup_by_name(&n)?,
+                    names::Named::Shortened(uuid) => self.domain(uuid)?,
+                };
+                // Each domain answers to exactly one file name.
+                if Self::dir_name(&dom) != name {
+                    return Err(missing());
+                }
+                Ok(Node::Domain(dom.uuid))
+            }
+            Node::NodeDir => Node::NODE_ENTRIES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, n)| *n)
+                .ok_or_else(missing),
+            Node::Domain(uuid) => {
+                if let Some(f) = DomFile::from_name(name) {
+                    return Ok(Node::File(uuid, f));
+                }
+                lock(&self.scratch)
+                    .find(uuid, name)
+                    .map(|id| Node::Scratch(uuid, id))
+                    .ok_or_else(missing)
+            }
+            Node::ById => {
+                let id: DomainId = name.parse().map_err(|_| missing())?;
+                Ok(Node::IdLink(self.dispatch.lookup_by_id(id)?.uuid))
+            }
+            Node::ByUuid => {
+                let uuid = Uuid::parse(name).map_err(|_| missing())?;
+                Ok(Node::UuidLink(self.dispatch.lookup_by_uuid(uuid)?.uuid))
+            }
+            _ => Err(missing()),
+        }
+    }
+
+    /// A directory's entries, taken once at opendir. The root's are reused
+    /// while no event came; its changes that no event reports (a back end
+    /// without watches) show within the TTL the kernel keeps names for anyway.
+    pub(super) fn list(&self, dir: Node) -> Result<Entries> {
+        if dir != Node::Root {
+            return self.build_list(dir).map(Arc::new);
+        }
+        let epoch = self.feed.epoch();
+        if let Some(l) = lock(&self.root_listing).as_ref() {
+            if l.epoch == epoch && l.built.elapsed() < TTL {
+                return Ok(l.entries.clone());
+            }
+        }
+        let entries = Arc::new(self.build_list(dir)?);
+        *lock(&self.root_listing) = Some(Listing {
+            epoch,
+            built: Instant::now(),
+            entries: entries.clone(),
+        });
+        Ok(entries)
+    }
+
+    pub(super) fn build_list(&self, dir: Node) -> Result<Vec<(u64, FileType, String)>> {
+        let mut nodes = Vec::new();
+        let mut push = |node: Node, name: String| nodes.push((node, name));
+        match dir {
+            Node::Root => {
+                for (name, node) in Node::ROOT_ENTRIES {
+                    push(node, name.to_string());
+                }
+                for d in self.dispatch.list_domains()? {
+                    push(Node::Domain(d.uuid), Self::dir_name(&d));
+                }
+            }
+            Node::NodeDir => {
+                for (name, node) in Node::NODE_ENTRIES {
+                    push(node, name.to_string());
+                }
+            }
+            Node::Domain(uuid) => {
+                self.domain(uuid)?;
+                for f in DomFile::ALL {
+                    push(Node::File(uuid, f), f.name().to_string());
+                }
+                for (id, name) in lock(&self.scratch).in_domain(uuid) {
+                    push(Node::Scratch(uuid, id), name);
+                }
+            }
+            Node::ById => {
+                for d in self.dispatch.list_active()? {
+                    if let Some(id) = d.id {
+                        push(Node::IdLink(d.uuid), id.to_string());
+                    }
+                }
+            }
+            Node::ByUuid => {
+                for d in self.dispatch.list_domains()? {
+                    push(Node::UuidLink(d.uuid), d.uuid.to_string());
+                }
+            }
+            _ => return Err(Error::invalid("not a directory")),
+        }
+        // One lock of the inode table for the whole directory.
+        let mut inodes = lock(&self.inodes);
+        // Every directory hangs off the root, which is its own parent here.
+        let mut out = Vec::with_capacity(nodes.len() + 2);
+        out.push((inodes.ino(dir), FileType::Directory, ".".to_string()));
+        out.push((ROOT_INO, FileType::Directory, "..".to_string()));
+        out.extend(
+            nodes
+                .into_iter()
+                .map(|(node, name)| (inodes.ino(node), node.kind(), name)),
+        );
+        Ok(out)
+    }
+
+    /// The length of `node`'s value as last built, if no event about its
+    /// domain came since (and the domain is still there). Only for values
+    /// that change with an event alone (`feed::watchable`).
+    pub(super) fn known_size(&self, node: Node) -> Result<Option<u64>> {
+        let Some(uuid) = node.domain().filter(|_| feed::watchable(node)) else {
+            return Ok(None);
+        };
+        let generation = self.feed.generation(uuid);
+        let known = lock(&self.sizes)
+            .get(&node)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, len)| *len);
+        if known.is_some() {
+            self.domain(uuid)?;
+        }
+        Ok(known)
+    }
+
+    /// The snapshot a read of `node` serves; its length is remembered for
+    /// `stat` (see `known_size`).
+    pub(super) fn content(&self, node: Node) -> Result<String> {
+        let generation = node.domain().map(|u| self.feed.generation(u));
+        let text = self.build(node)?;
+        if let Some(g) = generation.filter(|_| feed::watchable(node)) {
+            let mut sizes = lock(&self.sizes);
+            if sizes.len() >= MAX_REFS {
+                sizes.clear();
+            }
+            sizes.insert(node, (g, text.len() as u64));
+        }
+        Ok(text)
+    }
+
+    /// What `node` says now.
+    pub(super) fn build(&self, node: Node) -> Result<String> {
+        Ok(match node {
+            Node::NodeInfo => self.dispatch.node_info()?.to_text(),
+            Node::NodeHypervisor => {
+                let h = self.dispatch.hypervisor()?;
+                format!("type {}\nversion {}\n", h.kind, h.version)
+            }
+            Node::RootLastError => self.last_error(None),
+            Node::Create | Node::Define | Node::Restore | Node::Events => String::new(),
+            Node::File(uuid, file) => self.domain_file(uuid, file)?,
+            Node::Root
+            | Node::ById
+            | Node::ByUuid
+            | Node::NodeDir
+            | Node::Domain(_)
+            | Node::IdLink(_)
+            | Node::UuidLink(_)
+            | Node::Scratch(..) => return Err(Error::invalid("not a file")),
+        })
+    }
+
+    pub(super) fn last_error(&self, scope: Option<Uuid>) -> String {
+        lock(&self.errors)
+            .get(&scope)
+            .map(|m| format!("{m}\n"))
+            .unwrap_or_default()
+    }
+
+    /// What a domain's file says. Each file asks only for what it shows:
+    /// the domain reference (cached), then at most the one value.
+    pub(super) fn domain_file(&self, uuid: Uuid, file: DomFile) -> Result<String> {
+        let dom = self.domain(uuid)?;
+        let id = dom.id.map_or_else(|| "-1".to_string(), |i| i.to_string());
+        let d = &self.dispatch;
+        Ok(match file {
+            DomFile::Xml => d.domain_xml(&dom)?.to_xml(),
+            DomFile::InactiveXml => d.domain_xml_inactive(&dom)?.to_xml(),
+            DomFile::Id => format!("{id}\n"),
+            DomFile::Uuid => format!("{}\n", dom.uuid),
+            DomFile::LastError => self.last_error(Some(uuid)),
+            DomFile::OsType => format!("{}\n", d.domain_os_type(&dom)?),
+            DomFile::State => format!("{}\n", d.domain_info(&dom)?.state),
+            DomFile::Control => {
+                let state = d.domain_info(&dom)?.state;
+                Operation::commands()
+                    .filter(|op| op.valid_in(state) && d.supports(*op))
+                    .filter_map(Operation::usage)
+                    .map(|c| format!("{c}\n"))
+                    .collect()
+            }
+            DomFile::Vcpus => format!("{}\n", d.domain_info(&dom)?.vcpus),
+            DomFile::Memory => format!("{}\n", d.domain_info(&dom)?.memory_kib),
+            DomFile::MaxMemory => format!("{}\n", d.domain_info(&dom)?.max_memory_kib),
+            DomFile::CpuTime => format!("{}\n", d.domain_info(&dom)?.cpu_time_ns),
+            DomFile::Info => {
+                let info = d.domain_info(&dom)?;
+                format!(
+                    "state {}\nid {id}\nuuid {}\nos_type {}\nvcpus {}\nmemory {}\nmax_memory {}\ncpu_time {}\n",
+                    info.state,
+                    dom.uuid,
+                    d.domain_os_type(&dom)?,
+                    info.vcpus,
+                    info.memory_kib,
+                    info.max_memory_kib,
+                    info.cpu_time_ns
+                )
+            }
+        })
+    }
+}
