@@ -341,21 +341,21 @@ impl HypervisorDriver {
     }
 
     /// Checks the state table, then issues a domctl that changes `dom`.
-    fn lifecycle(&self, dom: &DomainRef, op: Operation, life: Operation, cmd: u32) -> Result<()> {
+    fn lifecycle(&self, dom: &DomainRef, op: Operation, cmd: u32) -> Result<()> {
         let raw = self.checked_info(dom, op)?;
         let state = state_from_flags(raw.flags);
-        Error::check_state(life, state, dom.name.as_str())?;
+        Error::check_state(op, state, dom.name.as_str())?;
         let id = DomainId(u32::from(raw.domain));
         let mut ctl = XenDomctl::new(cmd, self.iface.domctl, raw.domain);
         self.hc.domctl(&mut ctl).map_err(|e| match e {
             // Xen's EINVAL here: the domain we run in, or a pause count
             // that would leave its range.
             libc::EINVAL | libc::EOVERFLOW => Error::state(format!(
-                "Xen refused to {life} domain {id} ({}); domfs cannot {life} the domain it \
+                "Xen refused to {op} domain {id} ({}); domfs cannot {op} the domain it \
                  runs in",
                 errno_name(e)
             )),
-            _ => self.ctl_error(life.as_str(), e),
+            _ => self.ctl_error(op.as_str(), e),
         })?;
         Ok(())
     }
@@ -507,21 +507,11 @@ impl Driver for HypervisorDriver {
     }
 
     fn suspend(&self, dom: &DomainRef) -> Result<()> {
-        self.lifecycle(
-            dom,
-            Operation::Suspend,
-            Operation::Suspend,
-            sys::DOMCTL_PAUSEDOMAIN,
-        )
+        self.lifecycle(dom, Operation::Suspend, sys::DOMCTL_PAUSEDOMAIN)
     }
 
     fn resume(&self, dom: &DomainRef) -> Result<()> {
-        self.lifecycle(
-            dom,
-            Operation::Resume,
-            Operation::Resume,
-            sys::DOMCTL_UNPAUSEDOMAIN,
-        )
+        self.lifecycle(dom, Operation::Resume, sys::DOMCTL_UNPAUSEDOMAIN)
     }
 
     /// Any domain Xen still has can be destroyed, including one that shut
