@@ -314,37 +314,50 @@ fn disk(d: &Disk, e: &Element) -> Result<Value> {
         .ok_or_else(|| invalid("a disk needs <target dev=…>"))?;
     let mut out = Map::new();
     let format = disk_format(d.driver_type.as_deref())?;
+    let raw_only = |driver: &str| {
+        if format == "raw" {
+            Ok(())
+        } else {
+            Err(invalid(format!(
+                "disk driver '{driver}' takes raw images only, not '{format}'"
+            )))
+        }
+    };
     let backend = match d.driver_name.as_deref() {
         Some("qemu") => Some("qdisk"),
-        Some("phy") if format == "raw" => Some("phy"),
-        Some("phy") => {
-            return Err(invalid(format!(
-                "driver 'phy' takes raw disks only, not '{format}'"
-            )))
-        }
-        // xend's loopback file driver: libxl picks its own backend for a file.
-        None | Some("file") => None,
+        Some("phy") => raw_only("phy").map(|()| Some("phy"))?,
+        // xend's loopback driver; libvirt serves such a file with qdisk.
+        Some("file") => raw_only("file").map(|()| Some("qdisk"))?,
+        // libvirt sends image formats given to blktap to qdisk, but raw and
+        // vhd to blktap itself, which Xen 4.17 no longer has.
+        Some("tap" | "tap2") if matches!(format, "qcow" | "qcow2" | "qed") => Some("qdisk"),
         Some(t @ ("tap" | "tap2")) => {
             return Err(invalid(format!(
-                "disk driver '{t}' needs blktap, which Xen 4.17 no longer has (use 'qemu')"
+                "disk driver '{t}' with a {format} image needs blktap, which Xen 4.17 no \
+                 longer has (use driver 'qemu')"
             )))
         }
+        // No driver: libxl picks the backend for the image itself.
+        None => None,
         Some(other) => {
             return Err(invalid(format!(
                 "disk driver '{other}' is not supported by libxl"
             )))
         }
     };
+    let readwrite = !cdrom && !d.readonly;
     if let Some(drv) = e.child("driver") {
         for (k, v) in &drv.attrs {
             match (k.as_str(), v.as_str()) {
                 ("name" | "type", _) | ("cache", "default") => {}
-                ("discard", "unmap") => {
+                // libvirt passes discard for writable disks only.
+                ("discard", "unmap") if readwrite => {
                     out.insert("discard_enable".into(), defbool(true));
                 }
-                ("discard", "ignore") => {
+                ("discard", "ignore") if readwrite => {
                     out.insert("discard_enable".into(), defbool(false));
                 }
+                ("discard", "unmap" | "ignore") => {}
                 _ => {
                     return Err(invalid(format!(
                         "disk driver {k}='{v}' is not supported by libxl"
@@ -374,7 +387,8 @@ fn disk(d: &Disk, e: &Element) -> Result<Value> {
     out.insert("removable".into(), 1.into());
     if cdrom {
         out.insert("is_cdrom".into(), 1.into());
-    } else if !d.readonly {
+    }
+    if readwrite {
         out.insert("readwrite".into(), 1.into());
     }
     Ok(Value::Object(out))
@@ -439,6 +453,11 @@ fn nic(i: &Interface, e: &Element, devid: usize, kind: GuestKind) -> Result<Valu
         out.insert("ifname".into(), t.as_str().into());
     }
     if let Some(m) = &i.model {
+        if kind != GuestKind::Hvm && m != "netfront" {
+            return Err(invalid(format!(
+                "NIC model '{m}' needs an emulator; a PV or PVH guest has only 'netfront'"
+            )));
+        }
         out.insert("model".into(), m.as_str().into());
     }
     if let Some(size) = e.child("mtu").and_then(|m| m.attr("size")) {
@@ -636,9 +655,8 @@ fn display(e: &Element, opts: &Options) -> Result<Display> {
             if let Some(x) = e.attr("xauth") {
                 sdl.insert("xauthority".into(), x.into());
             }
-            if let Some(gl) = e.child("gl") {
-                sdl.insert("opengl".into(), defbool(gl.attr("enable") == Some("yes")));
-            }
+            let gl = e.child("gl").and_then(|g| g.attr("enable")) == Some("yes");
+            sdl.insert("opengl".into(), defbool(gl));
             vnc.insert("enable".into(), defbool(false));
         }
         other => {
@@ -842,6 +860,182 @@ fn xenbus(e: &Element, b_info: &mut Map<String, Value>) -> Result<()> {
     Ok(())
 }
 
+/// The devices, converted where they map one to one and sorted by kind
+/// where the guest kind decides what they become.
+#[derive(Default)]
+struct Gathered<'a> {
+    disks: Vec<Value>,
+    nics: Vec<Value>,
+    pcidevs: Vec<Value>,
+    graphics: Vec<&'a Element>,
+    videos: Vec<&'a Element>,
+    serials: Vec<&'a Element>,
+    consoles: Vec<&'a Element>,
+    usb_inputs: Vec<&'a str>,
+}
+
+fn gather<'a>(
+    def: &'a DomainDef,
+    kind: GuestKind,
+    b_info: &mut Map<String, Value>,
+) -> Result<Gathered<'a>> {
+    let mut g = Gathered::default();
+    for (e, dev) in devices(def.root()).zip(def.devices.iter()) {
+        match dev {
+            Device::Emulator(path) => {
+                let path = path.trim();
+                if !path.is_empty() {
+                    b_info.insert("device_model_version".into(), "qemu_xen".into());
+                    b_info.insert("device_model".into(), path.into());
+                }
+            }
+            Device::Disk(d) => g.disks.push(disk(d, e)?),
+            Device::Interface(i) if i.iface_type == "hostdev" => {
+                let source = e
+                    .child("source")
+                    .ok_or_else(|| invalid("a hostdev interface needs <source>"))?;
+                g.pcidevs.push(pcidev(source)?);
+            }
+            Device::Interface(i) => g.nics.push(nic(i, e, g.nics.len(), kind)?),
+            Device::Graphics(_) => g.graphics.push(e),
+            Device::Console(_) => g.consoles.push(e),
+            Device::Other(name) => match name.as_str() {
+                "hostdev" => {
+                    if e.attr("mode") != Some("subsystem") || e.attr("type") != Some("pci") {
+                        return Err(invalid(
+                            "only PCI host devices (mode='subsystem' type='pci') are supported",
+                        ));
+                    }
+                    let source = e
+                        .child("source")
+                        .ok_or_else(|| invalid("a PCI host device needs <source>"))?;
+                    g.pcidevs.push(pcidev(source)?);
+                }
+                "video" => g.videos.push(e),
+                "serial" => g.serials.push(e),
+                "input" => {
+                    let bus = e.attr("bus").unwrap_or("");
+                    let itype = e.attr("type").unwrap_or("");
+                    match (kind, bus, itype) {
+                        (GuestKind::Hvm, "ps2", "mouse" | "keyboard") => {}
+                        (GuestKind::Hvm, "usb", "mouse" | "tablet" | "keyboard") => {
+                            g.usb_inputs.push(itype)
+                        }
+                        (GuestKind::Pv | GuestKind::Pvh, "xen", "mouse" | "keyboard") => {}
+                        _ => {
+                            return Err(invalid(format!(
+                                "input {itype} on bus '{bus}' is not supported for a {} guest",
+                                kind.as_str()
+                            )))
+                        }
+                    }
+                }
+                "controller" => match e.attr("type") {
+                    Some("xenbus") => xenbus(e, b_info)?,
+                    Some("ide" | "pci") => {}
+                    other => {
+                        return Err(invalid(format!(
+                            "controller type '{}' is not supported by libxl",
+                            other.unwrap_or("")
+                        )))
+                    }
+                },
+                "memballoon" => {
+                    if !matches!(e.attr("model"), Some("xen" | "none")) {
+                        return Err(invalid("only the Xen balloon is supported by libxl"));
+                    }
+                }
+                other => {
+                    return Err(invalid(format!(
+                        "device <{other}> is not supported by the libxl conversion"
+                    )))
+                }
+            },
+        }
+    }
+    Ok(g)
+}
+
+/// `type.hvm`, plus the `b_info` fields only an HVM guest has.
+fn hvm_info(
+    def: &DomainDef,
+    feats: &Features,
+    clk: &Clock,
+    g: &Gathered,
+    shown: Option<&Display>,
+    b_info: &mut Map<String, Value>,
+) -> Result<Map<String, Value>> {
+    let root = def.root();
+    b_info.insert("acpi".into(), defbool(feats.acpi));
+    b_info.insert("apic".into(), defbool(feats.apic));
+    let mut hvm = Map::new();
+    hvm.insert("pae".into(), defbool(feats.pae));
+    if let Some(h) = clk.hpet {
+        hvm.insert("hpet".into(), defbool(h));
+    }
+    hvm_firmware(root.child("os"), &mut hvm)?;
+    if g.videos.len() > 1 {
+        return Err(invalid("libxl gives an HVM guest one video adapter"));
+    }
+    // libvirt gives a guest with a display an implicit cirrus card.
+    let (vga, vram) = match (g.videos.first(), shown) {
+        (Some(v), _) => video(v)?,
+        (None, Some(_)) => ("cirrus", Some(CIRRUS_VRAM_KIB)),
+        (None, None) => ("none", None),
+    };
+    if let Some(v) = vram {
+        b_info.insert("video_memkb".into(), v.into());
+    }
+    hvm.insert("vga".into(), json!({ "kind": vga }));
+    match shown {
+        Some(d) => {
+            hvm.insert("vnc".into(), Value::Object(d.vnc.clone()));
+            hvm.insert("sdl".into(), Value::Object(d.sdl.clone()));
+            if let Some(k) = &d.keymap {
+                hvm.insert("keymap".into(), k.as_str().into());
+            }
+        }
+        None => {
+            hvm.insert("nographic".into(), defbool(true));
+            hvm.insert("vnc".into(), json!({ "enable": "False" }));
+            hvm.insert("sdl".into(), json!({ "enable": "False" }));
+        }
+    }
+    // libvirt turns an HVM console into the first serial port.
+    let console_serial = g
+        .consoles
+        .iter()
+        .filter(|c| {
+            c.child("target")
+                .and_then(|t| t.attr("type"))
+                .unwrap_or("serial")
+                == "serial"
+        })
+        .take(1);
+    let ports: Vec<String> = if g.serials.is_empty() {
+        console_serial.map(|c| chardev(c)).collect::<Result<_>>()?
+    } else {
+        g.serials
+            .iter()
+            .map(|s| chardev(s))
+            .collect::<Result<_>>()?
+    };
+    match ports.as_slice() {
+        [] => {}
+        [one] => {
+            hvm.insert("serial".into(), one.as_str().into());
+        }
+        many => {
+            hvm.insert("serial_list".into(), many.to_vec().into());
+        }
+    }
+    hvm.insert("boot".into(), hvm_boot(def)?.into());
+    if !g.usb_inputs.is_empty() {
+        hvm.insert("usbdevice_list".into(), g.usb_inputs.clone().into());
+    }
+    Ok(hvm)
+}
+
 /// Converts a definition into libxl's `libxl_domain_config` JSON.
 ///
 /// Left out on purpose, since they cannot change the guest or are the
@@ -935,166 +1129,24 @@ pub fn domain_config(def: &DomainDef, opts: &Options) -> Result<Value> {
         b_info.insert("cmdline".into(), c.into());
     }
 
-    let mut disks = Vec::new();
-    let mut nics = Vec::new();
-    let mut pcidevs = Vec::new();
-    let mut graphics = Vec::new();
-    let mut videos = Vec::new();
-    let mut serials = Vec::new();
-    let mut consoles = Vec::new();
-    let mut usb_inputs = Vec::new();
-    for (e, dev) in devices(root).zip(def.devices.iter()) {
-        match dev {
-            Device::Emulator(path) => {
-                let path = path.trim();
-                if !path.is_empty() {
-                    b_info.insert("device_model_version".into(), "qemu_xen".into());
-                    b_info.insert("device_model".into(), path.into());
-                }
-            }
-            Device::Disk(d) => disks.push(disk(d, e)?),
-            Device::Interface(i) if i.iface_type == "hostdev" => {
-                let source = e
-                    .child("source")
-                    .ok_or_else(|| invalid("a hostdev interface needs <source>"))?;
-                pcidevs.push(pcidev(source)?);
-            }
-            Device::Interface(i) => nics.push(nic(i, e, nics.len(), kind)?),
-            Device::Graphics(_) => graphics.push(e),
-            Device::Console(_) => consoles.push(e),
-            Device::Other(name) => match name.as_str() {
-                "hostdev" => {
-                    if e.attr("mode") != Some("subsystem") || e.attr("type") != Some("pci") {
-                        return Err(invalid(
-                            "only PCI host devices (mode='subsystem' type='pci') are supported",
-                        ));
-                    }
-                    let source = e
-                        .child("source")
-                        .ok_or_else(|| invalid("a PCI host device needs <source>"))?;
-                    pcidevs.push(pcidev(source)?);
-                }
-                "video" => videos.push(e),
-                "serial" => serials.push(e),
-                "input" => {
-                    let bus = e.attr("bus").unwrap_or("");
-                    let itype = e.attr("type").unwrap_or("");
-                    match (kind, bus, itype) {
-                        (GuestKind::Hvm, "ps2", "mouse" | "keyboard") => {}
-                        (GuestKind::Hvm, "usb", "mouse" | "tablet" | "keyboard") => {
-                            usb_inputs.push(itype)
-                        }
-                        (GuestKind::Pv | GuestKind::Pvh, "xen", "mouse" | "keyboard") => {}
-                        _ => {
-                            return Err(invalid(format!(
-                                "input {itype} on bus '{bus}' is not supported for a {} guest",
-                                kind.as_str()
-                            )))
-                        }
-                    }
-                }
-                "controller" => match e.attr("type") {
-                    Some("xenbus") => xenbus(e, &mut b_info)?,
-                    Some("ide" | "pci") => {}
-                    other => {
-                        return Err(invalid(format!(
-                            "controller type '{}' is not supported by libxl",
-                            other.unwrap_or("")
-                        )))
-                    }
-                },
-                "memballoon" => {
-                    if !matches!(e.attr("model"), Some("xen" | "none")) {
-                        return Err(invalid("only the Xen balloon is supported by libxl"));
-                    }
-                }
-                other => {
-                    return Err(invalid(format!(
-                        "device <{other}> is not supported by the libxl conversion"
-                    )))
-                }
-            },
-        }
-    }
-    if graphics.len() > 1 {
+    let g = gather(def, kind, &mut b_info)?;
+    if g.graphics.len() > 1 {
         return Err(invalid("libxl gives a guest one graphical display"));
     }
-    let shown = graphics.first().map(|g| display(g, opts)).transpose()?;
+    let shown = g.graphics.first().map(|g| display(g, opts)).transpose()?;
 
     match kind {
         GuestKind::Hvm => {
-            b_info.insert("acpi".into(), defbool(feats.acpi));
-            b_info.insert("apic".into(), defbool(feats.apic));
-            let mut hvm = Map::new();
-            hvm.insert("pae".into(), defbool(feats.pae));
-            if let Some(h) = clk.hpet {
-                hvm.insert("hpet".into(), defbool(h));
-            }
-            hvm_firmware(root.child("os"), &mut hvm)?;
-            if videos.len() > 1 {
-                return Err(invalid("libxl gives an HVM guest one video adapter"));
-            }
-            // libvirt gives a guest with a display an implicit cirrus card.
-            let (vga, vram) = match (videos.first(), &shown) {
-                (Some(v), _) => video(v)?,
-                (None, Some(_)) => ("cirrus", Some(CIRRUS_VRAM_KIB)),
-                (None, None) => ("none", None),
-            };
-            if let Some(v) = vram {
-                b_info.insert("video_memkb".into(), v.into());
-            }
-            hvm.insert("vga".into(), json!({ "kind": vga }));
-            match &shown {
-                Some(d) => {
-                    hvm.insert("vnc".into(), Value::Object(d.vnc.clone()));
-                    hvm.insert("sdl".into(), Value::Object(d.sdl.clone()));
-                    if let Some(k) = &d.keymap {
-                        hvm.insert("keymap".into(), k.as_str().into());
-                    }
-                }
-                None => {
-                    hvm.insert("nographic".into(), defbool(true));
-                    hvm.insert("vnc".into(), json!({ "enable": "False" }));
-                    hvm.insert("sdl".into(), json!({ "enable": "False" }));
-                }
-            }
-            // libvirt turns an HVM console into the first serial port.
-            let console_serial = consoles
-                .iter()
-                .filter(|c| {
-                    c.child("target")
-                        .and_then(|t| t.attr("type"))
-                        .unwrap_or("serial")
-                        == "serial"
-                })
-                .take(1);
-            let ports: Vec<String> = if serials.is_empty() {
-                console_serial.map(|c| chardev(c)).collect::<Result<_>>()?
-            } else {
-                serials.iter().map(|s| chardev(s)).collect::<Result<_>>()?
-            };
-            match ports.as_slice() {
-                [] => {}
-                [one] => {
-                    hvm.insert("serial".into(), one.as_str().into());
-                }
-                many => {
-                    hvm.insert("serial_list".into(), many.to_vec().into());
-                }
-            }
-            hvm.insert("boot".into(), hvm_boot(def)?.into());
-            if !usb_inputs.is_empty() {
-                hvm.insert("usbdevice_list".into(), usb_inputs.into());
-            }
+            let hvm = hvm_info(def, &feats, &clk, &g, shown.as_ref(), &mut b_info)?;
             b_info.insert("type.hvm".into(), Value::Object(hvm));
         }
         GuestKind::Pv | GuestKind::Pvh => {
-            if !serials.is_empty() {
+            if !g.serials.is_empty() {
                 return Err(invalid(
                     "a PV or PVH guest has no emulated serial port (its console is xenconsole)",
                 ));
             }
-            if videos.iter().any(|v| {
+            if g.videos.iter().any(|v| {
                 v.child("model")
                     .and_then(|m| m.attr("type"))
                     .unwrap_or("xen")
@@ -1140,14 +1192,10 @@ pub fn domain_config(def: &DomainDef, opts: &Options) -> Result<Value> {
     let mut config = Map::new();
     config.insert("c_info".into(), Value::Object(c_info));
     config.insert("b_info".into(), Value::Object(b_info));
-    if !disks.is_empty() {
-        config.insert("disks".into(), disks.into());
-    }
-    if !nics.is_empty() {
-        config.insert("nics".into(), nics.into());
-    }
-    if !pcidevs.is_empty() {
-        config.insert("pcidevs".into(), pcidevs.into());
+    for (key, list) in [("disks", g.disks), ("nics", g.nics), ("pcidevs", g.pcidevs)] {
+        if !list.is_empty() {
+            config.insert(key.into(), list.into());
+        }
     }
     if let Some(d) = shown {
         let mut vfb = Map::new();
