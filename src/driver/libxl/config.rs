@@ -93,9 +93,10 @@ fn defbool(b: bool) -> Value {
     Value::from(if b { "True" } else { "False" })
 }
 
-/// Shadow (paging) memory libxl reserves for a guest:
-/// `libxl_get_required_shadow_memory` of Xen 4.17 (4 KiB per 256 vCPUs …
-/// i.e. 1 MiB per vCPU plus 8 KiB per MiB of guest memory).
+/// Shadow (paging) memory libxl reserves for a guest, as
+/// `libxl_get_required_shadow_memory` of Xen 4.17 counts it in 4 KiB pages:
+/// 256 per vCPU, and two per MiB of guest memory (its P2M map and the
+/// shadows of its page tables).
 pub fn shadow_memkb(max_memkb: u64, max_vcpus: u32) -> u64 {
     4 * (256 * u64::from(max_vcpus) + 2 * (max_memkb / 1024))
 }
@@ -1047,6 +1048,11 @@ fn hvm_info(
 /// exists) and `<boot>`; the `managed` flag of PCI devices and the MAC of an
 /// `<interface type='hostdev'>` (host-side preparation the driver does before
 /// creating the guest).
+///
+/// Two places differ from libvirt on purpose, because libvirt loses what the
+/// definition says there: `<timer name='hpet' present='no'/>` turns the HPET
+/// off (libvirt leaves libxl's default, on), and a disk without a driver
+/// keeps the format its `type` names (libvirt calls every such image raw).
 pub fn domain_config(def: &DomainDef, opts: &Options) -> Result<Value> {
     let root = def.root();
     if def.domain_type != "xen" {
@@ -1226,4 +1232,300 @@ pub fn domain_config_json(def: &DomainDef, opts: &Options) -> Result<String> {
     let v = domain_config(def, opts)?;
     serde_json::to_string_pretty(&v)
         .map_err(|e| Error::new(crate::error::ErrorKind::Backend, e.to_string()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "3f0c2a51-7d1e-4b6a-9c2e-51aa08d3e001";
+
+    fn domain(body: &str) -> DomainDef {
+        let xml = format!(
+            "<domain type='xen'><name>g1</name><uuid>{UUID}</uuid>\
+             <memory>262144</memory>{body}</domain>"
+        );
+        DomainDef::parse(&xml).unwrap()
+    }
+
+    fn convert(body: &str) -> Value {
+        domain_config(&domain(body), &Options::default()).unwrap()
+    }
+
+    fn refused(body: &str) -> String {
+        domain_config(&domain(body), &Options::default())
+            .unwrap_err()
+            .message
+    }
+
+    #[test]
+    fn pv_with_a_kernel_boots_it_without_a_bootloader() {
+        let v = convert(
+            "<os><type>linux</type><kernel>/boot/vmlinuz</kernel>\
+             <initrd>/boot/initrd.img</initrd><cmdline>root=/dev/xvda1 ro</cmdline></os>",
+        );
+        assert_eq!(v["c_info"]["type"], "pv");
+        assert_eq!(v["c_info"]["name"], "g1");
+        assert_eq!(v["c_info"]["uuid"], UUID);
+        let b = &v["b_info"];
+        assert_eq!(b["kernel"], "/boot/vmlinuz");
+        assert_eq!(b["ramdisk"], "/boot/initrd.img");
+        assert_eq!(b["cmdline"], "root=/dev/xvda1 ro");
+        assert_eq!(b["type.pv"], json!({}));
+        assert!(b.get("type.hvm").is_none());
+        // libvirt's defaults: on_reboot restart, the others destroy (left out).
+        assert_eq!(v["on_reboot"], "restart");
+        assert!(v.get("on_poweroff").is_none() && v.get("on_crash").is_none());
+    }
+
+    #[test]
+    fn pv_without_a_kernel_gets_pygrub_and_split_bootloader_args() {
+        let v = convert(
+            "<bootloader_args>-q  --entry=2</bootloader_args><os><type>xen</type></os>\
+             <on_crash>coredump-restart</on_crash><on_poweroff>rename-restart</on_poweroff>",
+        );
+        let pv = &v["b_info"]["type.pv"];
+        assert_eq!(pv["bootloader"], "pygrub");
+        assert_eq!(pv["bootloader_args"], json!(["-q", "--entry=2"]));
+        assert_eq!(v["on_crash"], "coredump_restart");
+        assert_eq!(v["on_poweroff"], "restart_rename");
+    }
+
+    #[test]
+    fn hvm_gets_its_union_features_and_a_display() {
+        let v = domain_config(
+            &domain(
+                "<os><type>hvm</type><loader>/usr/lib/xen/boot/hvmloader</loader>\
+                 <boot dev='cdrom'/><boot dev='hd'/></os>\
+                 <features><acpi/><pae/><hap state='off'/></features>\
+                 <clock offset='variable' adjustment='-3600' basis='localtime'/>\
+                 <devices><emulator>/usr/lib/xen/bin/qemu-system-i386</emulator>\
+                 <graphics type='vnc' autoport='yes' keymap='de'/>\
+                 <video><model type='vga'/></video></devices>",
+            ),
+            &Options {
+                vnc_port: Some(5903),
+            },
+        )
+        .unwrap();
+        assert_eq!(v["c_info"]["type"], "hvm");
+        assert_eq!(v["c_info"]["hap"], "False");
+        let b = &v["b_info"];
+        assert_eq!(b["acpi"], "True");
+        assert_eq!(b["apic"], "False");
+        assert_eq!(b["device_model_version"], "qemu_xen");
+        assert_eq!(b["device_model"], "/usr/lib/xen/bin/qemu-system-i386");
+        assert_eq!(b["localtime"], "True");
+        assert_eq!(b["rtc_timeoffset"], (-3600i32) as u32);
+        assert_eq!(b["video_memkb"], 16384);
+        let hvm = &b["type.hvm"];
+        assert_eq!(hvm["pae"], "True");
+        assert_eq!(hvm["boot"], "dc");
+        assert_eq!(hvm["vga"]["kind"], "std");
+        assert_eq!(hvm["keymap"], "de");
+        assert_eq!(
+            hvm["vnc"],
+            json!({"enable": "True", "display": 3, "findunused": "False"})
+        );
+        assert_eq!(v["vfbs"][0]["vnc"], hvm["vnc"]);
+        assert_eq!(v["vkbs"], json!([{}]));
+        assert!(b.get("type.pv").is_none());
+    }
+
+    #[test]
+    fn hvm_without_graphics_has_no_display_and_boots_from_disk() {
+        let v = convert("<os><type>hvm</type></os>");
+        let hvm = &v["b_info"]["type.hvm"];
+        assert_eq!(hvm["nographic"], "True");
+        assert_eq!(hvm["vga"]["kind"], "none");
+        assert_eq!(hvm["vnc"]["enable"], "False");
+        assert_eq!(hvm["boot"], "c");
+        assert!(v.get("vfbs").is_none() && v["b_info"].get("video_memkb").is_none());
+    }
+
+    #[test]
+    fn an_unallocated_vnc_port_is_left_to_libxl() {
+        let v = convert(
+            "<os><type>linux</type><kernel>/k</kernel></os>\
+             <devices><graphics type='vnc' port='-1' listen='0.0.0.0'/></devices>",
+        );
+        assert_eq!(
+            v["vfbs"][0]["vnc"],
+            json!({"enable": "True", "listen": "0.0.0.0", "findunused": "True"})
+        );
+        assert!(v["b_info"]["type.pv"].get("vnc").is_none());
+    }
+
+    #[test]
+    fn vcpus_current_below_max_fill_the_avail_bitmap() {
+        let v = convert("<vcpu current='2'>4</vcpu><os><type>hvm</type></os>");
+        assert_eq!(v["b_info"]["max_vcpus"], 4);
+        assert_eq!(v["b_info"]["avail_vcpus"], json!([0, 1]));
+        let v = convert("<os><type>hvm</type></os>");
+        assert_eq!(v["b_info"]["max_vcpus"], 1);
+        assert_eq!(v["b_info"]["avail_vcpus"], json!([0]));
+    }
+
+    #[test]
+    fn memory_is_kib_with_the_target_from_current_memory() {
+        let v = convert(
+            "<currentMemory unit='MiB'>128</currentMemory><vcpu>2</vcpu>\
+             <os><type>hvm</type></os>",
+        );
+        let b = &v["b_info"];
+        assert_eq!(b["max_memkb"], 262144);
+        assert_eq!(b["target_memkb"], 131072);
+        // 1 MiB per vCPU and 8 KiB per MiB of guest memory.
+        assert_eq!(b["shadow_memkb"], 4 * (256 * 2 + 2 * 256));
+        let v = convert("<os><type>hvm</type></os>");
+        assert_eq!(v["b_info"]["target_memkb"], 262144);
+    }
+
+    #[test]
+    fn disks_map_drivers_formats_and_cdroms() {
+        let v = convert(
+            "<os><type>hvm</type></os><devices>\
+             <disk type='block'><driver name='phy'/><source dev='/dev/vg/g1'/>\
+             <target dev='hda'/></disk>\
+             <disk type='file'><driver name='qemu' type='qcow2' discard='unmap'/>\
+             <source file='/img/g1.qcow2'/><target dev='hdb'/><readonly/></disk>\
+             <disk type='file' device='cdrom'><target dev='hdc'/></disk>\
+             <disk><source file='/img/plain'/><target dev='xvdd'/></disk></devices>",
+        );
+        assert_eq!(
+            v["disks"],
+            json!([
+                {"pdev_path": "/dev/vg/g1", "vdev": "hda", "backend": "phy",
+                 "format": "raw", "removable": 1, "readwrite": 1},
+                {"pdev_path": "/img/g1.qcow2", "vdev": "hdb", "backend": "qdisk",
+                 "format": "qcow2", "removable": 1},
+                {"vdev": "hdc", "format": "empty", "removable": 1, "is_cdrom": 1},
+                {"pdev_path": "/img/plain", "vdev": "xvdd", "format": "raw",
+                 "removable": 1, "readwrite": 1}
+            ])
+        );
+    }
+
+    #[test]
+    fn nics_number_themselves_and_emulate_on_hvm() {
+        let v = convert(
+            "<os><type>hvm</type></os><devices>\
+             <interface type='bridge'><source bridge='xenbr0'/>\
+             <mac address='00:16:3e:00:00:01'/><target dev='vif-g1'/></interface>\
+             <interface type='ethernet'><ip address='10.0.0.2'/>\
+             <script path='vif-route'/><model type='netfront'/></interface>\
+             </devices>",
+        );
+        assert_eq!(
+            v["nics"],
+            json!([
+                {"devid": 0, "bridge": "xenbr0", "mac": "00:16:3e:00:00:01",
+                 "ifname": "vif-g1", "nictype": "vif_ioemu"},
+                {"devid": 1, "ip": "10.0.0.2", "script": "vif-route",
+                 "model": "netfront", "nictype": "vif"}
+            ])
+        );
+        let v = convert(
+            "<os><type>linux</type><kernel>/k</kernel></os><devices>\
+             <interface type='bridge'><source bridge='xenbr0'/></interface></devices>",
+        );
+        assert_eq!(v["nics"][0]["nictype"], "vif");
+    }
+
+    #[test]
+    fn pvh_needs_a_kernel() {
+        let v = convert("<os><type>xenpvh</type><kernel>/k</kernel></os>");
+        assert_eq!(v["c_info"]["type"], "pvh");
+        assert_eq!(v["b_info"]["type.pvh"], json!({}));
+        assert!(refused("<os><type>xenpvh</type></os>").contains("kernel"));
+    }
+
+    #[test]
+    fn what_libxl_cannot_do_is_refused_not_dropped() {
+        let pv = "<os><type>linux</type><kernel>/k</kernel></os>";
+        for (body, says) in [
+            (
+                format!(
+                    "{pv}<devices><disk><driver name='tap' type='raw'/>\
+                 <source file='/i'/><target dev='xvda'/></disk></devices>"
+                ),
+                "blktap",
+            ),
+            (
+                format!(
+                    "{pv}<devices><disk><source file='/i'/><target dev='xvda'/>\
+                 <shareable/></disk></devices>"
+                ),
+                "share",
+            ),
+            (
+                format!(
+                    "{pv}<devices><interface type='network'>\
+                 <source network='default'/></interface></devices>"
+                ),
+                "network",
+            ),
+            (
+                format!("{pv}<devices><sound model='es1370'/></devices>"),
+                "<sound>",
+            ),
+            (format!("{pv}<cpu mode='host-passthrough'/>"), "<cpu>"),
+            (
+                "<os><type>hvm</type></os><features><hyperv/></features>".into(),
+                "Hyper-V",
+            ),
+            (
+                "<os><type>hvm</type><loader>/opt/my-bios</loader></os>".into(),
+                "loader",
+            ),
+            (
+                "<os><type>hvm</type></os><clock offset='timezone'/>".into(),
+                "timezone",
+            ),
+            (
+                format!("{pv}<devices><graphics type='spice'/></devices>"),
+                "spice",
+            ),
+            (
+                format!("{pv}<devices><serial type='pty'/></devices>"),
+                "serial",
+            ),
+            ("<os><type>exe</type></os>".into(), "exe"),
+        ] {
+            let m = refused(&body);
+            assert!(m.contains(says), "{body}: {m}");
+        }
+        let kvm = DomainDef::parse(
+            "<domain type='kvm'><name>k</name><memory>1024</memory>\
+             <os><type>hvm</type></os></domain>",
+        )
+        .unwrap();
+        assert!(domain_config(&kvm, &Options::default()).is_err());
+    }
+
+    #[test]
+    fn hvm_serial_ports_use_qemu_values() {
+        let v = convert(
+            "<os><type>hvm</type></os><devices>\
+             <serial type='tcp'><source mode='bind' host='0.0.0.0' service='4555'/>\
+             <protocol type='telnet'/></serial>\
+             <serial type='udp'><source mode='connect' host='h' service='1'/>\
+             <source mode='bind' host='l' service='2'/></serial></devices>",
+        );
+        assert_eq!(
+            v["b_info"]["type.hvm"]["serial_list"],
+            json!(["telnet:0.0.0.0:4555,server,nowait", "udp:h:1@l:2"])
+        );
+        let v = convert("<os><type>hvm</type></os><devices><console type='pty'/></devices>");
+        assert_eq!(v["b_info"]["type.hvm"]["serial"], "pty");
+    }
+
+    #[test]
+    fn the_json_text_parses_back_to_the_value() {
+        let def = domain("<os><type>hvm</type></os><description>\"quoted\"\n</description>");
+        let text = domain_config_json(&def, &Options::default()).unwrap();
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, domain_config(&def, &Options::default()).unwrap());
+    }
 }
