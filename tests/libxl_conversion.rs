@@ -185,3 +185,22 @@ fn libvirt_vectors() {
     );
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
+
+#[test]
+fn normalise_keeps_real_differences() {
+    let mut a: Value = serde_json::from_str(
+        r#"{"b_info": {"sched_params": {}, "type.hvm": {"rdm": {}, "boot": "c"}},
+            "vkbs": [{"devid": -1}], "nics": [{"devid": 0}]}"#,
+    )
+    .unwrap();
+    normalise(&mut a);
+    let want: Value = serde_json::from_str(
+        r#"{"b_info": {"type.hvm": {"boot": "c"}}, "vkbs": [{}], "nics": [{"devid": 0}]}"#,
+    )
+    .unwrap();
+    assert_eq!(a, want);
+    let mut b = want.clone();
+    b["b_info"]["type.hvm"]["boot"] = "d".into();
+    normalise(&mut b);
+    assert_ne!(a, b);
+}
