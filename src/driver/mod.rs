@@ -7,6 +7,7 @@
 //! `DomainInfo`, `DomainDef`, ...) and the one `Error` type.
 
 pub mod hypervisor;
+pub mod libxl;
 pub mod test;
 pub mod xen;
 pub mod xend;
