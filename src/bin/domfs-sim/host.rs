@@ -155,9 +155,7 @@ impl Host {
         });
         host.write_dom0(dom0_mib);
         let sock = host.dir.join("xenstored/socket");
-        let _ = std::fs::remove_file(&sock);
-        let l = UnixListener::bind(&sock)?;
-        set_mode(&sock, 0o600);
+        let l = listen(&sock, 0o600)?;
         xenstored::serve(l, host.store.clone(), 0, Arc::new(AtomicBool::new(false)));
         let h = host.clone();
         std::thread::spawn(move || {
@@ -231,9 +229,7 @@ impl Host {
             .map_err(|e| format!("writing guest {}: {e}", spec.name))?;
         let stop = Arc::new(AtomicBool::new(false));
         let sock = self.dir.join(format!("xenstored/domain-{domid}"));
-        let _ = std::fs::remove_file(&sock);
-        let l = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
-        set_mode(&sock, 0o600);
+        let l = listen(&sock, 0o600).map_err(|e| format!("{}: {e}", sock.display()))?;
         xenstored::serve(l, self.store.clone(), domid, stop.clone());
         {
             let mut s = lock(&self.store);
@@ -554,6 +550,15 @@ impl Host {
             .unwrap_or_default();
         String::from_utf8_lossy(&v).trim().parse().unwrap_or(0)
     }
+}
+
+/// A fresh listening socket at `path` (a stale one from an earlier run is
+/// replaced) with the given mode: the one way every listener here starts.
+pub fn listen(path: &std::path::Path, mode: u32) -> std::io::Result<UnixListener> {
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path)?;
+    set_mode(path, mode);
+    Ok(l)
 }
 
 fn set_mode(path: &std::path::Path, mode: u32) {

@@ -123,8 +123,7 @@ pub static XEND_REQUESTS: AtomicU64 = AtomicU64::new(0);
 /// xend's API on DIR/xend-socket and on TCP loopback (port in DIR/xend-port).
 fn start_xend(host: &std::sync::Arc<Host>, args: &Args) -> std::io::Result<()> {
     let sock = args.dir.join("xend-socket");
-    let _ = std::fs::remove_file(&sock);
-    let unix = std::os::unix::net::UnixListener::bind(&sock)?;
+    let unix = host::listen(&sock, 0o600)?;
     let tcp = std::net::TcpListener::bind(("127.0.0.1", args.xend_port))?;
     let port = tcp.local_addr()?.port();
     std::fs::write(args.dir.join("xend-port"), format!("{port}\n"))?;
