@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
+mod xen_common;
 use common::*;
 use std::process::{Command, Stdio};
 
@@ -402,5 +403,40 @@ fn promtool_accepts_the_metrics() {
         "promtool check metrics: {}{}\n{text}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// On a Xen connection no driver answers these yet: each file says so
+/// with EOPNOTSUPP, and a write's `last_error` names the operation.
+#[test]
+fn without_a_driver_for_them_the_files_are_eopnotsupp() {
+    let sim = xen_common::Sim::start(&["--guest", "guest1,memory=256,vcpus=2"]);
+    let opt = format!("xenstore={}", sim.socket().display());
+    let m = Mount::with_options("xen:///", &["-o", &opt]);
+    for read in [
+        "cat guest1/max_vcpus",
+        "cat guest1/autostart",
+        "ls guest1/vcpu",
+        "cat node/free_memory",
+        "ls node/cells",
+    ] {
+        m.sh_fails(read, libc::EOPNOTSUPP);
+    }
+    let why = m.cat("guest1/last_error");
+    assert!(why.contains("get autostart"), "{why}");
+    // They are still files: `ls -l` lists them.
+    let long = m.sh_ok("ls -l guest1 node");
+    assert!(
+        long.contains(" max_vcpus\n") && long.contains(" free_memory\n"),
+        "{long}"
+    );
+    m.echo_fails("1", "guest1/autostart", libc::EOPNOTSUPP);
+    let why = m.cat("guest1/last_error");
+    assert!(why.contains("set autostart"), "{why}");
+    // The metrics need only the list and each domain's info.
+    let text = m.cat("metrics");
+    assert!(
+        text.contains("domfs_domain_memory_bytes{domain=\"guest1\","),
+        "{text}"
     );
 }
