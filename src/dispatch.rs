@@ -12,7 +12,9 @@
 use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Bus;
-use crate::model::{DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, Uuid};
+use crate::model::{
+    CpuSet, DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, Uuid, VcpuInfo,
+};
 use crate::sync::lock;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
@@ -83,6 +85,15 @@ mod checks {
             0 => Err(Error::invalid("maximum memory must be greater than 0")),
             _ => Ok(()),
         }
+    }
+
+    /// An empty set would leave the vCPU nowhere to run (the parser
+    /// refuses one; this keeps every caller to the same rule).
+    pub fn cpu_list((_, _, cpus): (&&DomainRef, &u32, &CpuSet)) -> Result<()> {
+        if cpus.is_empty() {
+            return Err(Error::invalid("a vCPU must be pinned to at least one CPU"));
+        }
+        Ok(())
     }
 
     pub fn vcpus((_, count): (&&DomainRef, &u32)) -> Result<()> {

@@ -187,7 +187,7 @@ fn rmdir_undefines_only_a_shut_off_domain() {
     m.sh_ok("rmdir test");
     assert_eq!(
         m.sh("ls").stdout,
-        b"by-id\nby-uuid\ncreate\ndefine\nevents\nlast_error\nnode\nrestore\n"
+        b"by-id\nby-uuid\ncreate\ndefine\nevents\nlast_error\nmetrics\nnode\nrestore\n"
     );
     assert!(!m.sh("stat test").status.success());
     // The root's own directories cannot be removed.

@@ -32,7 +32,7 @@ fn define_then_start_then_undefine() {
     m.sh_ok(&format!("cp {f} define"));
     assert_eq!(
         m.sh("ls").stdout,
-        b"by-id\nby-uuid\ncreate\ndefine\nevents\nlast_error\nnode\nrestore\ntest\nweb1\n"
+        b"by-id\nby-uuid\ncreate\ndefine\nevents\nlast_error\nmetrics\nnode\nrestore\ntest\nweb1\n"
     );
     assert_eq!(m.value("web1/state"), "shutoff");
     assert_eq!(m.value("web1/id"), "-1");

@@ -7,7 +7,8 @@ use common::*;
 use std::process::Command;
 
 const TEST_UUID: &str = "6695eb01-f6a4-8304-79aa-97f2502e193f";
-const DOMAIN_FILES: [&str; 13] = [
+const DOMAIN_FILES: [&str; 16] = [
+    "autostart",
     "control",
     "cpu_time",
     "id",
@@ -15,10 +16,12 @@ const DOMAIN_FILES: [&str; 13] = [
     "info",
     "last_error",
     "max_memory",
+    "max_vcpus",
     "memory",
     "os_type",
     "state",
     "uuid",
+    "vcpu",
     "vcpus",
     "xml",
 ];
@@ -28,11 +31,14 @@ fn ls_shows_the_root_and_a_domain() {
     let m = Mount::new("test:///default");
     assert_eq!(
         m.sh("ls").stdout,
-        b"by-id\nby-uuid\ncreate\ndefine\nevents\nlast_error\nnode\nrestore\ntest\n"
+        b"by-id\nby-uuid\ncreate\ndefine\nevents\nlast_error\nmetrics\nnode\nrestore\ntest\n"
     );
     let files = String::from_utf8(m.sh("ls test").stdout).unwrap();
     assert_eq!(files.lines().collect::<Vec<_>>(), DOMAIN_FILES);
-    assert_eq!(m.sh("ls node").stdout, b"hypervisor\ninfo\n");
+    assert_eq!(
+        m.sh("ls node").stdout,
+        b"cells\nfree_memory\nhypervisor\ninfo\n"
+    );
 }
 
 #[test]
@@ -51,16 +57,17 @@ fn modes_and_owner_follow_the_interface() {
         let f: Vec<&str> = line.split(' ').collect();
         let (name, mode, owner) = (f[0], f[1], *f.last().unwrap());
         let want = match name {
-            "." | "test" | "node" | "by-id" => "555",
+            "." | "test" | "node" | "by-id" | "test/vcpu" | "node/cells" => "555",
             "create" | "define" | "restore" => "200",
-            "test/xml" | "test/control" | "test/memory" | "test/max_memory" | "test/vcpus" => "644",
+            "test/xml" | "test/control" | "test/memory" | "test/max_memory" | "test/vcpus"
+            | "test/autostart" => "644",
             _ => "444",
         };
         assert_eq!(mode, want, "{line}");
         assert_eq!(owner, uid, "{line}");
         seen += 1;
     }
-    assert_eq!(seen, 8 + 13 + 2, "{text}");
+    assert_eq!(seen, 8 + 16 + 4, "{text}");
     assert!(text.contains("test 555 directory"), "{text}");
     assert!(text.contains("test/state 444 regular"));
 }

@@ -16,7 +16,9 @@ pub mod xenstore;
 use crate::error::{Error, Result};
 use crate::events::Bus;
 pub use crate::model::Operation;
-use crate::model::{DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, Uuid};
+use crate::model::{
+    CpuSet, DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, Uuid, VcpuInfo,
+};
 use std::fmt;
 use std::path::Path;
 

@@ -71,6 +71,14 @@ pub const ROUTES: Routes = &[
     route(Operation::SetMemory, &[XS, XEND, HV], NS),
     route(Operation::SetMaxMemory, &[XEND, HV], NS),
     route(Operation::SetVcpus, &[XEND, HV], NS),
+    // As xen_unified sent them; no Xen driver answers these yet.
+    route(Operation::DomainMaxVcpus, &[HV, XEND], NS_OR_GONE),
+    route(Operation::DomainAutostart, &[XEND], NS_OR_GONE),
+    route(Operation::SetAutostart, &[XEND], NS),
+    route(Operation::NodeFreeMemory, &[HV], NS),
+    route(Operation::NodeCellsFreeMemory, &[HV], NS),
+    route(Operation::DomainVcpuInfo, &[HV, XEND], NS_OR_GONE),
+    route(Operation::PinVcpu, &[HV, XEND], NS),
 ];
 
 /// xenstored's socket; Xen 4.15 and later have no read-only one.

@@ -3,10 +3,10 @@
 //! `document`; answering the kernel in `ops`.
 
 use super::command::{self, Command};
-use super::tree::{DomFile, Node, ROOT_INO};
+use super::tree::{DomFile, Node, VcpuFile, ROOT_INO};
 use super::{paths, DomFs};
 use crate::error::{Error, Result};
-use crate::model::{DomainDef, DomainRef};
+use crate::model::{DomainDef, DomainRef, Uuid};
 use std::path::{Path, PathBuf};
 
 impl DomFs {
@@ -18,7 +18,7 @@ impl DomFs {
     /// Applies one complete command line written to a command file.
     pub(super) fn apply_command(&self, node: Node, line: &[u8]) -> Result<()> {
         let text = command::one_line(line).map_err(Error::invalid)?;
-        let (uuid, file) = match node {
+        let (uuid, cmd) = match node {
             Node::Restore => {
                 let path = self.image_path(Path::new(text))?;
                 let dom = self.dispatch.restore(&path)?;
@@ -26,14 +26,24 @@ impl DomFs {
                 self.settle();
                 return Ok(());
             }
-            Node::File(uuid, file) => (uuid, file),
+            Node::File(uuid, file) => (uuid, Self::file_command(file, text)?),
+            Node::VcpuFile(uuid, n, VcpuFile::Affinity) => {
+                let cpus = text.parse().map_err(Error::invalid)?;
+                (uuid, Command::PinVcpu(n, cpus))
+            }
             _ => return Err(Error::invalid("not writable")),
         };
-        let cmd = match file {
+        self.run_command(uuid, cmd)
+    }
+
+    /// The command a line written to a domain's `file` asks for.
+    fn file_command(file: DomFile, text: &str) -> Result<Command> {
+        match file {
             DomFile::Control => text.parse::<Command>(),
             DomFile::Memory => command::parse_size(text).map(Command::SetMemory),
             DomFile::MaxMemory => command::parse_size(text).map(Command::SetMaxMemory),
             DomFile::Vcpus => command::parse_count(text).map(Command::SetVcpus),
+            DomFile::Autostart => command::parse_flag(text).map(Command::SetAutostart),
             DomFile::Xml
             | DomFile::InactiveXml
             | DomFile::State
@@ -42,9 +52,14 @@ impl DomFs {
             | DomFile::OsType
             | DomFile::CpuTime
             | DomFile::Info
-            | DomFile::LastError => return Err(Error::invalid("not writable")),
+            | DomFile::LastError
+            | DomFile::MaxVcpus => return Err(Error::invalid("not writable")),
         }
-        .map_err(Error::invalid)?;
+        .map_err(Error::invalid)
+    }
+
+    /// Applies a parsed command to the domain `uuid`.
+    fn run_command(&self, uuid: Uuid, cmd: Command) -> Result<()> {
         let dom = self.domain(uuid)?;
         let d = &self.dispatch;
         match &cmd {
@@ -58,6 +73,8 @@ impl DomFs {
             Command::SetMemory(kib) => d.set_memory(&dom, *kib),
             Command::SetMaxMemory(kib) => d.set_max_memory(&dom, *kib),
             Command::SetVcpus(n) => d.set_vcpus(&dom, *n),
+            Command::SetAutostart(on) => d.set_autostart(&dom, *on),
+            Command::PinVcpu(n, cpus) => d.pin_vcpu(&dom, *n, cpus.clone()),
             Command::Wait(..) => Err(Error::invalid(
                 "end 'wait' with a newline: it waits in the write that carries it",
             )),

@@ -2,7 +2,7 @@
 //! counts. Parsing only; a command that parses has not yet been checked
 //! against the domain's state (the driver does that).
 
-use crate::model::{Arg, Operation, State};
+use crate::model::{Arg, CpuSet, Operation, State};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -30,6 +30,10 @@ pub enum Command {
     SetMaxMemory(u64),
     /// Set the number of vCPUs in use.
     SetVcpus(u32),
+    /// Start the domain with the host, or not (written to `autostart`).
+    SetAutostart(bool),
+    /// Pin a vCPU to host CPUs (written to `vcpu/N/affinity`).
+    PinVcpu(u32, CpuSet),
     /// Block until the domain is in the state, or fail with ETIMEDOUT after
     /// the seconds given (any state; changes nothing).
     Wait(State, u64),
@@ -50,6 +54,8 @@ impl Command {
             Command::SetMemory(_) => Operation::SetMemory,
             Command::SetMaxMemory(_) => Operation::SetMaxMemory,
             Command::SetVcpus(_) => Operation::SetVcpus,
+            Command::SetAutostart(_) => Operation::SetAutostart,
+            Command::PinVcpu(..) => Operation::PinVcpu,
             Command::Wait(..) => return None,
         })
     }
@@ -91,7 +97,15 @@ impl Command {
             | Operation::CreateXml
             | Operation::DefineXml
             | Operation::Undefine
-            | Operation::Restore => return None,
+            | Operation::Restore
+            | Operation::DomainMaxVcpus
+            | Operation::DomainAutostart
+            | Operation::NodeFreeMemory
+            | Operation::NodeCellsFreeMemory
+            | Operation::DomainVcpuInfo
+            // Written to their own files, not to `control`.
+            | Operation::SetAutostart
+            | Operation::PinVcpu => return None,
         };
         Some(Ok(parsed))
     }
@@ -226,9 +240,20 @@ impl fmt::Display for Command {
             Command::SetMemory(k) => write!(f, "setmem {k}"),
             Command::SetMaxMemory(k) => write!(f, "setmaxmem {k}"),
             Command::SetVcpus(n) => write!(f, "setvcpus {n}"),
+            Command::SetAutostart(on) => write!(f, "autostart {}", u8::from(*on)),
+            Command::PinVcpu(n, cpus) => write!(f, "vcpupin {n} {cpus}"),
             Command::Wait(s, secs) => write!(f, "wait {s} {secs}"),
             other => f.write_str(other.operation().map_or("?", Operation::as_str)),
         }
+    }
+}
+
+/// A flag file's value: `0` or `1`, as sysfs flags are written.
+pub fn parse_flag(text: &str) -> Result<bool, String> {
+    match text.trim() {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        other => Err(format!("'{other}' is not 0 or 1")),
     }
 }
 
@@ -378,6 +403,15 @@ mod tests {
             Command::Wait(State::ShutOff, 30),
         ] {
             assert_eq!(c.to_string().parse::<Command>(), Ok(c));
+        }
+    }
+
+    #[test]
+    fn flags_are_0_or_1() {
+        assert_eq!(parse_flag("0"), Ok(false));
+        assert_eq!(parse_flag(" 1 "), Ok(true));
+        for bad in ["2", "", "01", "yes", "-1", "1 1"] {
+            assert!(parse_flag(bad).is_err(), "{bad}");
         }
     }
 }

@@ -3,7 +3,7 @@
 //! node and file is an exhaustive match here, so a new one must say what it
 //! shows.
 
-use super::tree::{DomFile, Node, ROOT_INO};
+use super::tree::{DomFile, Node, VcpuFile, ROOT_INO, VCPU_DIR};
 use super::{feed, lock, names, DomFs, Entries, Listing, MAX_REFS, TTL, TTL_NONE};
 use crate::error::{Error, Result};
 use crate::model::{DomainId, Operation, Uuid};
@@ -48,7 +48,14 @@ impl DomFs {
             }
             n => match self.known_size(n)? {
                 Some(len) => len,
-                None => self.content(n)?.len() as u64,
+                // A file no driver of the connection can fill still exists:
+                // `ls -l` lists it, and opening it says why (EOPNOTSUPP
+                // naming the operation, in `last_error` too).
+                None => match self.content(n) {
+                    Ok(text) => text.len() as u64,
+                    Err(e) if e.is_not_supported() => 0,
+                    Err(e) => return Err(e),
+                },
             },
         };
         Ok(self.attr(ino, node, size))
@@ -90,6 +97,10 @@ impl DomFs {
                 if let Some(f) = DomFile::from_name(name) {
                     return Ok(Node::File(uuid, f));
                 }
+                if name == VCPU_DIR {
+                    self.domain(uuid)?;
+                    return Ok(Node::VcpuDir(uuid));
+                }
                 lock(&self.scratch)
                     .find(uuid, name)
                     .map(|id| Node::Scratch(uuid, id))
@@ -103,6 +114,33 @@ impl DomFs {
                 let uuid = Uuid::parse(name).map_err(|_| missing())?;
                 Ok(Node::UuidLink(self.dispatch.lookup_by_uuid(uuid)?.uuid))
             }
+            Node::Cells => {
+                let n = number(name).ok_or_else(missing)?;
+                let cells = self.dispatch.node_cells_free_memory()?;
+                if (n as usize) < cells.len() {
+                    Ok(Node::Cell(n))
+                } else {
+                    Err(missing())
+                }
+            }
+            Node::Cell(n) if name == Node::CELL_FILE => Ok(Node::CellFreeMemory(n)),
+            Node::VcpuDir(uuid) => {
+                let n = number(name).ok_or_else(missing)?;
+                let dom = self.domain(uuid)?;
+                if self
+                    .dispatch
+                    .domain_vcpu_info(&dom)?
+                    .iter()
+                    .any(|v| v.number == n)
+                {
+                    Ok(Node::Vcpu(uuid, n))
+                } else {
+                    Err(missing())
+                }
+            }
+            Node::Vcpu(uuid, n) => VcpuFile::from_name(name)
+                .map(|f| Node::VcpuFile(uuid, n, f))
+                .ok_or_else(missing),
             _ => Err(missing()),
         }
     }
@@ -151,6 +189,7 @@ impl DomFs {
                 for f in DomFile::ALL {
                     push(Node::File(uuid, f), f.name().to_string());
                 }
+                push(Node::VcpuDir(uuid), VCPU_DIR.to_string());
                 for (id, name) in lock(&self.scratch).in_domain(uuid) {
                     push(Node::Scratch(uuid, id), name);
                 }
@@ -165,6 +204,24 @@ impl DomFs {
             Node::ByUuid => {
                 for d in self.dispatch.list_domains()? {
                     push(Node::UuidLink(d.uuid), d.uuid.to_string());
+                }
+            }
+            Node::Cells => {
+                for n in 0..self.dispatch.node_cells_free_memory()?.len() {
+                    let n = u32::try_from(n).unwrap_or(u32::MAX);
+                    push(Node::Cell(n), n.to_string());
+                }
+            }
+            Node::Cell(n) => push(Node::CellFreeMemory(n), Node::CELL_FILE.to_string()),
+            Node::VcpuDir(uuid) => {
+                let dom = self.domain(uuid)?;
+                for v in self.dispatch.domain_vcpu_info(&dom)? {
+                    push(Node::Vcpu(uuid, v.number), v.number.to_string());
+                }
+            }
+            Node::Vcpu(uuid, n) => {
+                for f in VcpuFile::ALL {
+                    push(Node::VcpuFile(uuid, n, f), f.name().to_string());
                 }
             }
             _ => return Err(Error::invalid("not a directory")),
@@ -227,6 +284,20 @@ impl DomFs {
             Node::RootLastError => self.last_error(None),
             Node::Create | Node::Define | Node::Restore | Node::Events => String::new(),
             Node::File(uuid, file) => self.domain_file(uuid, file)?,
+            Node::Metrics => self.metrics()?,
+            // libvirt's calls answer bytes; the files say KiB, as `memory` does.
+            Node::NodeFreeMemory => format!("{}\n", self.dispatch.node_free_memory()? / 1024),
+            Node::CellFreeMemory(n) => {
+                let cells = self.dispatch.node_cells_free_memory()?;
+                let free = cells
+                    .get(n as usize)
+                    .ok_or_else(|| Error::no_domain(format!("no NUMA cell {n}")))?;
+                format!("{}\n", free / 1024)
+            }
+            Node::VcpuFile(uuid, n, file) => self.vcpu_file(uuid, n, file)?,
+            Node::Cells | Node::Cell(_) | Node::VcpuDir(_) | Node::Vcpu(..) => {
+                return Err(Error::invalid("not a file"))
+            }
             Node::Root
             | Node::ById
             | Node::ByUuid
@@ -271,6 +342,8 @@ impl DomFs {
             DomFile::Memory => format!("{}\n", d.domain_info(&dom)?.memory_kib),
             DomFile::MaxMemory => format!("{}\n", d.domain_info(&dom)?.max_memory_kib),
             DomFile::CpuTime => format!("{}\n", d.domain_info(&dom)?.cpu_time_ns),
+            DomFile::MaxVcpus => format!("{}\n", d.domain_max_vcpus(&dom)?),
+            DomFile::Autostart => format!("{}\n", u8::from(d.domain_autostart(&dom)?)),
             DomFile::Info => {
                 let info = d.domain_info(&dom)?;
                 format!(
@@ -285,5 +358,45 @@ impl DomFs {
                 )
             }
         })
+    }
+}
+
+/// A directory entry named by a number: only its one decimal spelling
+/// (`1`, never `01` or `+1`), so each entry has exactly one name.
+fn number(name: &str) -> Option<u32> {
+    name.parse::<u32>().ok().filter(|n| n.to_string() == name)
+}
+
+impl DomFs {
+    /// What a file of `NAME/vcpu/N/` says.
+    fn vcpu_file(&self, uuid: Uuid, n: u32, file: VcpuFile) -> Result<String> {
+        let dom = self.domain(uuid)?;
+        let vcpu = self
+            .dispatch
+            .domain_vcpu_info(&dom)?
+            .into_iter()
+            .find(|v| v.number == n)
+            .ok_or_else(|| Error::no_domain(format!("domain '{}' has no vcpu {n}", dom.name)))?;
+        Ok(match file {
+            VcpuFile::State => format!("{}\n", vcpu.state),
+            VcpuFile::Cpu => format!("{}\n", vcpu.cpu.map_or(-1, i64::from)),
+            VcpuFile::CpuTime => format!("{}\n", vcpu.cpu_time_ns),
+            VcpuFile::Affinity => format!("{}\n", vcpu.affinity),
+        })
+    }
+
+    /// The `metrics` file (built in `metrics`, from one list and one info
+    /// call per domain). A domain that vanishes while it is built is left
+    /// out rather than failing the whole file.
+    fn metrics(&self) -> Result<String> {
+        let mut domains = Vec::new();
+        for dom in self.dispatch.list_domains()? {
+            match self.dispatch.domain_info(&dom) {
+                Ok(info) => domains.push((dom, info)),
+                Err(e) if super::gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(super::metrics::render(&domains))
     }
 }

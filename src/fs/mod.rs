@@ -16,6 +16,7 @@ pub mod command;
 mod content;
 pub mod document;
 pub mod feed;
+mod metrics;
 pub mod names;
 mod ops;
 pub mod paths;
@@ -300,6 +301,10 @@ impl DomFs {
         };
         match node {
             Node::File(uuid, f) => (Some(uuid), format!("{}/{}", name_of(uuid), f.name())),
+            Node::VcpuFile(uuid, n, f) => (
+                Some(uuid),
+                format!("{}/{}/{n}/{}", name_of(uuid), tree::VCPU_DIR, f.name()),
+            ),
             Node::Create => (None, "create".into()),
             Node::Define => (None, "define".into()),
             Node::Restore => (None, "restore".into()),

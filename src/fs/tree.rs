@@ -23,10 +23,14 @@ pub enum DomFile {
     CpuTime,
     Info,
     LastError,
+    /// The most vCPUs the domain may have (`<vcpu>`).
+    MaxVcpus,
+    /// `0` or `1`: whether the domain starts with the host.
+    Autostart,
 }
 
 impl DomFile {
-    pub const ALL: [DomFile; 13] = [
+    pub const ALL: [DomFile; 15] = [
         DomFile::Xml,
         DomFile::InactiveXml,
         DomFile::State,
@@ -40,6 +44,8 @@ impl DomFile {
         DomFile::CpuTime,
         DomFile::Info,
         DomFile::LastError,
+        DomFile::MaxVcpus,
+        DomFile::Autostart,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +63,8 @@ impl DomFile {
             DomFile::CpuTime => "cpu_time",
             DomFile::Info => "info",
             DomFile::LastError => "last_error",
+            DomFile::MaxVcpus => "max_vcpus",
+            DomFile::Autostart => "autostart",
         }
     }
 
@@ -68,7 +76,8 @@ impl DomFile {
             | DomFile::Control
             | DomFile::Vcpus
             | DomFile::Memory
-            | DomFile::MaxMemory => 0o644,
+            | DomFile::MaxMemory
+            | DomFile::Autostart => 0o644,
             DomFile::InactiveXml
             | DomFile::State
             | DomFile::Id
@@ -76,7 +85,8 @@ impl DomFile {
             | DomFile::OsType
             | DomFile::CpuTime
             | DomFile::Info
-            | DomFile::LastError => 0o444,
+            | DomFile::LastError
+            | DomFile::MaxVcpus => 0o444,
         }
     }
 
@@ -84,6 +94,52 @@ impl DomFile {
         DomFile::ALL.into_iter().find(|f| f.name() == name)
     }
 }
+
+/// The files of one vCPU's directory (`NAME/vcpu/N/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VcpuFile {
+    /// `offline`, `running` or `blocked`.
+    State,
+    /// The host CPU it runs on, `-1` while it runs nowhere.
+    Cpu,
+    /// CPU time used, in nanoseconds.
+    CpuTime,
+    /// The host CPUs it may run on, as a CPU list (`0-3,6`); writing one
+    /// pins it.
+    Affinity,
+}
+
+impl VcpuFile {
+    pub const ALL: [VcpuFile; 4] = [
+        VcpuFile::State,
+        VcpuFile::Cpu,
+        VcpuFile::CpuTime,
+        VcpuFile::Affinity,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            VcpuFile::State => "state",
+            VcpuFile::Cpu => "cpu",
+            VcpuFile::CpuTime => "cpu_time",
+            VcpuFile::Affinity => "affinity",
+        }
+    }
+
+    pub fn mode(self) -> u16 {
+        match self {
+            VcpuFile::Affinity => 0o644,
+            VcpuFile::State | VcpuFile::Cpu | VcpuFile::CpuTime => 0o444,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<VcpuFile> {
+        VcpuFile::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// The name of a domain's directory of vCPUs.
+pub const VCPU_DIR: &str = "vcpu";
 
 /// Every node of the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,6 +164,21 @@ pub enum Node {
     UuidLink(Uuid),
     /// An editor's temporary file in a domain directory (see `scratch`).
     Scratch(Uuid, u64),
+    /// `metrics`: every domain's numbers in Prometheus's text format.
+    Metrics,
+    /// `node/free_memory`, in KiB.
+    NodeFreeMemory,
+    /// `node/cells/`: one directory per NUMA cell.
+    Cells,
+    /// `node/cells/N/`.
+    Cell(u32),
+    /// `node/cells/N/free_memory`, in KiB.
+    CellFreeMemory(u32),
+    /// `NAME/vcpu/`: one directory per vCPU in use.
+    VcpuDir(Uuid),
+    /// `NAME/vcpu/N/`.
+    Vcpu(Uuid, u32),
+    VcpuFile(Uuid, u32, VcpuFile),
 }
 
 /// How writes to a file are applied.
@@ -122,7 +193,7 @@ pub enum WriteKind {
 
 impl Node {
     /// The root's fixed entries with their names.
-    pub const ROOT_ENTRIES: [(&'static str, Node); 8] = [
+    pub const ROOT_ENTRIES: [(&'static str, Node); 9] = [
         ("by-id", Node::ById),
         ("by-uuid", Node::ByUuid),
         ("node", Node::NodeDir),
@@ -131,18 +202,30 @@ impl Node {
         ("restore", Node::Restore),
         ("last_error", Node::RootLastError),
         ("events", Node::Events),
+        ("metrics", Node::Metrics),
     ];
 
-    pub const NODE_ENTRIES: [(&'static str, Node); 2] = [
+    pub const NODE_ENTRIES: [(&'static str, Node); 4] = [
         ("info", Node::NodeInfo),
         ("hypervisor", Node::NodeHypervisor),
+        ("free_memory", Node::NodeFreeMemory),
+        ("cells", Node::Cells),
     ];
+
+    /// The one file of a cell's directory.
+    pub const CELL_FILE: &'static str = "free_memory";
 
     pub fn kind(self) -> FileType {
         match self {
-            Node::Root | Node::ById | Node::ByUuid | Node::NodeDir | Node::Domain(_) => {
-                FileType::Directory
-            }
+            Node::Root
+            | Node::ById
+            | Node::ByUuid
+            | Node::NodeDir
+            | Node::Domain(_)
+            | Node::Cells
+            | Node::Cell(_)
+            | Node::VcpuDir(_)
+            | Node::Vcpu(..) => FileType::Directory,
             Node::IdLink(_) | Node::UuidLink(_) => FileType::Symlink,
             Node::NodeInfo
             | Node::NodeHypervisor
@@ -152,18 +235,37 @@ impl Node {
             | Node::RootLastError
             | Node::Events
             | Node::File(..)
-            | Node::Scratch(..) => FileType::RegularFile,
+            | Node::Scratch(..)
+            | Node::Metrics
+            | Node::NodeFreeMemory
+            | Node::CellFreeMemory(_)
+            | Node::VcpuFile(..) => FileType::RegularFile,
         }
     }
 
     /// Permission bits (the kernel enforces them: `default_permissions`).
     pub fn mode(self) -> u16 {
         match self {
-            Node::Root | Node::ById | Node::ByUuid | Node::NodeDir | Node::Domain(_) => 0o555,
+            Node::Root
+            | Node::ById
+            | Node::ByUuid
+            | Node::NodeDir
+            | Node::Domain(_)
+            | Node::Cells
+            | Node::Cell(_)
+            | Node::VcpuDir(_)
+            | Node::Vcpu(..) => 0o555,
             Node::IdLink(_) | Node::UuidLink(_) => 0o777,
             Node::Create | Node::Define | Node::Restore => 0o200,
-            Node::NodeInfo | Node::NodeHypervisor | Node::RootLastError | Node::Events => 0o444,
+            Node::NodeInfo
+            | Node::NodeHypervisor
+            | Node::RootLastError
+            | Node::Events
+            | Node::Metrics
+            | Node::NodeFreeMemory
+            | Node::CellFreeMemory(_) => 0o444,
             Node::File(_, f) => f.mode(),
+            Node::VcpuFile(_, _, f) => f.mode(),
             Node::Scratch(..) => 0o600,
         }
     }
@@ -175,8 +277,13 @@ impl Node {
             Node::Restore
             | Node::File(
                 _,
-                DomFile::Control | DomFile::Vcpus | DomFile::Memory | DomFile::MaxMemory,
-            ) => Some(WriteKind::Command),
+                DomFile::Control
+                | DomFile::Vcpus
+                | DomFile::Memory
+                | DomFile::MaxMemory
+                | DomFile::Autostart,
+            )
+            | Node::VcpuFile(_, _, VcpuFile::Affinity) => Some(WriteKind::Command),
             _ => None,
         }
     }
@@ -188,7 +295,10 @@ impl Node {
             | Node::File(u, _)
             | Node::IdLink(u)
             | Node::UuidLink(u)
-            | Node::Scratch(u, _) => Some(u),
+            | Node::Scratch(u, _)
+            | Node::VcpuDir(u)
+            | Node::Vcpu(u, _)
+            | Node::VcpuFile(u, _, _) => Some(u),
             _ => None,
         }
     }
@@ -291,5 +401,15 @@ mod tests {
             assert_eq!(n.write_kind().is_some(), n.mode() & 0o222 != 0, "{f:?}");
             assert_eq!(n.mode() & 0o444, 0o444, "{f:?}");
         }
+        for f in VcpuFile::ALL {
+            assert_eq!(VcpuFile::from_name(f.name()), Some(f));
+            let n = Node::VcpuFile(u, 0, f);
+            assert_eq!(n.write_kind().is_some(), n.mode() & 0o222 != 0, "{f:?}");
+            assert_eq!(n.domain(), Some(u));
+        }
+        assert_eq!(Node::Metrics.mode(), 0o444);
+        assert_eq!(Node::Vcpu(u, 1).kind(), FileType::Directory);
+        assert_eq!(Node::File(u, DomFile::Autostart).mode(), 0o644);
+        assert_eq!(Node::File(u, DomFile::MaxVcpus).mode(), 0o444);
     }
 }

@@ -2,6 +2,7 @@
 //! transition table, info records and domain XML. It depends on no other part
 //! of domfs and does no I/O.
 
+pub mod cpulist;
 pub mod event;
 pub mod ids;
 pub mod info;
@@ -10,6 +11,7 @@ pub mod operation;
 pub mod state;
 pub mod xml;
 
+pub use cpulist::{CpuSet, VcpuInfo, VcpuState};
 pub use event::{Event, EventKind, StopReason};
 pub use ids::{DomainId, DomainName, Uuid};
 pub use info::{DomainInfo, DomainRef, Hypervisor, NodeInfo, Version};

@@ -92,6 +92,28 @@ macro_rules! with_operations {
             /// Number of virtual CPUs in use (at most the domain's maximum).
             SetVcpus "setvcpus" change(ANY) Some(("setvcpus", Arg::Count)),
                 fn set_vcpus(dom: &DomainRef, count: u32) -> (), vcpus;
+            /// The most vCPUs the domain may have (`<vcpu>`; virsh `vcpucount --maximum`).
+            DomainMaxVcpus "domain max vcpus" query(ANY) None,
+                fn domain_max_vcpus(dom: &DomainRef) -> u32, none;
+            /// Whether the domain starts with the host (`domainGetAutostart`).
+            DomainAutostart "get autostart" query(ANY) None,
+                fn domain_autostart(dom: &DomainRef) -> bool, none;
+            SetAutostart "set autostart" change(ANY) None,
+                fn set_autostart(dom: &DomainRef, enable: bool) -> (), none;
+            /// The host's free memory in bytes (`nodeGetFreeMemory`).
+            NodeFreeMemory "node free memory" query(ANY) None,
+                fn node_free_memory() -> u64, none;
+            /// Each NUMA cell's free memory in bytes, by cell number
+            /// (`nodeGetCellsFreeMemory`).
+            NodeCellsFreeMemory "node cells free memory" query(ANY) None,
+                fn node_cells_free_memory() -> Vec<u64>, none;
+            /// Each vCPU in use: state, host CPU, time and affinity
+            /// (`domainGetVcpus` with `domainGetVcpuPinInfo`).
+            DomainVcpuInfo "domain vcpu info" query(ANY) None,
+                fn domain_vcpu_info(dom: &DomainRef) -> Vec<VcpuInfo>, none;
+            /// Pins a vCPU of an active domain to host CPUs (`domainPinVcpu`).
+            PinVcpu "pin vcpu" change(ACTIVE) None,
+                fn pin_vcpu(dom: &DomainRef, vcpu: u32, cpus: CpuSet) -> (), cpu_list;
         }
     };
 }
@@ -277,6 +299,8 @@ mod tests {
                     O::Destroy,
                     O::SetMemory,
                     O::SetVcpus,
+                    O::SetAutostart,
+                    O::PinVcpu,
                 ],
             ),
             (
@@ -289,6 +313,8 @@ mod tests {
                     O::Save,
                     O::SetMemory,
                     O::SetVcpus,
+                    O::SetAutostart,
+                    O::PinVcpu,
                 ],
             ),
             (
@@ -301,6 +327,8 @@ mod tests {
                     O::Save,
                     O::SetMemory,
                     O::SetVcpus,
+                    O::SetAutostart,
+                    O::PinVcpu,
                 ],
             ),
             (
@@ -313,9 +341,20 @@ mod tests {
                     O::Save,
                     O::SetMemory,
                     O::SetVcpus,
+                    O::SetAutostart,
+                    O::PinVcpu,
                 ],
             ),
-            (S::Shutdown, &[O::Destroy, O::SetMemory, O::SetVcpus]),
+            (
+                S::Shutdown,
+                &[
+                    O::Destroy,
+                    O::SetMemory,
+                    O::SetVcpus,
+                    O::SetAutostart,
+                    O::PinVcpu,
+                ],
+            ),
             (
                 S::ShutOff,
                 &[
@@ -324,9 +363,19 @@ mod tests {
                     O::SetMemory,
                     O::SetMaxMemory,
                     O::SetVcpus,
+                    O::SetAutostart,
                 ],
             ),
-            (S::Crashed, &[O::Destroy, O::SetMemory, O::SetVcpus]),
+            (
+                S::Crashed,
+                &[
+                    O::Destroy,
+                    O::SetMemory,
+                    O::SetVcpus,
+                    O::SetAutostart,
+                    O::PinVcpu,
+                ],
+            ),
         ];
         for (state, ops) in expect {
             let got: Vec<Operation> = O::ALL

@@ -450,6 +450,14 @@ impl Driver for HypervisorDriver {
             | Operation::Restore
             | Operation::SetMemory
             | Operation::SetVcpus => false,
+            // The Xen drivers do not answer these yet (issue 26).
+            Operation::DomainMaxVcpus
+            | Operation::DomainAutostart
+            | Operation::SetAutostart
+            | Operation::NodeFreeMemory
+            | Operation::NodeCellsFreeMemory
+            | Operation::DomainVcpuInfo
+            | Operation::PinVcpu => false,
         }
     }
 

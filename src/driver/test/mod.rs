@@ -15,8 +15,8 @@ use crate::events::Bus;
 use crate::model::limits;
 use crate::model::xml::LifecycleAction;
 use crate::model::{
-    DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, NodeInfo, State, Uuid,
-    Version,
+    CpuSet, DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, NodeInfo, State,
+    Uuid, VcpuInfo, VcpuState, Version,
 };
 use crate::model::{Event, EventKind, StopReason};
 use crate::sync::lock;
@@ -27,6 +27,18 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 pub use host::{default_host, load_host_file, HostSpec};
+
+/// The NUMA cells of libvirt's test driver, their sizes in KiB (2 and 4
+/// GiB), for every host. Its `nodeGetCellsFreeMemory` answers these numbers
+/// as bytes, and its `nodeGetFreeMemory` the node's memory in KiB as bytes;
+/// domfs answers the same, so `node/cells/N/free_memory` and `virsh
+/// freecell` agree.
+const CELLS_KIB: [u64; 2] = [2 * 1024 * 1024, 4 * 1024 * 1024];
+
+/// The CPUs a vCPU may be pinned to: libvirt's test driver's CPU map
+/// (`nodeGetCPUMap`, what `virsh nodecpumap` shows) has 8, whatever the
+/// node info counts.
+const PINNABLE_CPUS: u32 = 8;
 
 /// Two locks: `host` guards the state and is held only for short,
 /// I/O-free sections, so lookups and reads never wait on a file; `changes`
@@ -60,6 +72,8 @@ struct TestDomain {
     /// was created from).
     config: DomainDef,
     live: Option<Live>,
+    /// Starts with the host; kept across starts and stops, like libvirt's.
+    autostart: bool,
 }
 
 struct Live {
@@ -75,6 +89,9 @@ struct Live {
     cpu_ns: u64,
     /// When the domain last entered a state that consumes CPU.
     running_since: Option<Instant>,
+    /// vCPU pinning, by vCPU number; a vCPU without one may run anywhere.
+    /// Live only, as libvirt's `vcpupin` without `--config`.
+    pins: HashMap<u32, CpuSet>,
 }
 
 impl Live {
@@ -86,6 +103,7 @@ impl Live {
             own: None,
             cpu_ns: 0,
             running_since: Some(Instant::now()),
+            pins: HashMap::new(),
         }
     }
 
@@ -312,6 +330,7 @@ impl Host {
                 persistent,
                 config: def,
                 live: Some(live),
+                autostart: false,
             }),
         };
         Ok(self.domains[idx].reference())
@@ -445,7 +464,14 @@ impl Driver for TestDriver {
             | Operation::Restore
             | Operation::SetMemory
             | Operation::SetMaxMemory
-            | Operation::SetVcpus => true,
+            | Operation::SetVcpus
+            | Operation::DomainMaxVcpus
+            | Operation::DomainAutostart
+            | Operation::SetAutostart
+            | Operation::NodeFreeMemory
+            | Operation::NodeCellsFreeMemory
+            | Operation::DomainVcpuInfo
+            | Operation::PinVcpu => true,
         }
     }
 
@@ -556,6 +582,7 @@ impl Driver for TestDriver {
                     persistent: true,
                     config: def,
                     live: None,
+                    autostart: false,
                 })
             }
         };
@@ -718,6 +745,94 @@ impl Driver for TestDriver {
             limits::vcpus_within(count, def.vcpus).map_err(Error::invalid)?;
             def.set_current_vcpus((count != def.vcpus).then_some(count))
                 .map_err(|e| Error::invalid(e.to_string()))?;
+            Ok(Some(EventKind::VcpusChanged))
+        })
+    }
+
+    fn domain_max_vcpus(&self, dom: &DomainRef) -> Result<u32> {
+        let host = self.host();
+        Ok(host.domains[host.find(dom)?].current_fields().vcpus)
+    }
+
+    fn domain_autostart(&self, dom: &DomainRef) -> Result<bool> {
+        let host = self.host();
+        Ok(host.domains[host.find(dom)?].autostart)
+    }
+
+    /// Any domain, transient ones too: libvirt 9's test driver marks a
+    /// transient domain autostarted without complaint (its QEMU driver
+    /// refuses), and domfs follows the test driver.
+    fn set_autostart(&self, dom: &DomainRef, enable: bool) -> Result<()> {
+        self.with_domain(dom, Operation::SetAutostart, |host, idx| {
+            host.domains[idx].autostart = enable;
+            Ok(None)
+        })
+    }
+
+    fn node_free_memory(&self) -> Result<u64> {
+        Ok(self.host().node.memory_kib)
+    }
+
+    fn node_cells_free_memory(&self) -> Result<Vec<u64>> {
+        Ok(CELLS_KIB.to_vec())
+    }
+
+    /// As libvirt's test driver answers: every vCPU of an active domain
+    /// is running, on the last CPU it may use (the node's last CPU while
+    /// unpinned); its time is the domain's shared evenly (libvirt reports
+    /// the wall clock). A shut-off domain's vCPUs are offline.
+    fn domain_vcpu_info(&self, dom: &DomainRef) -> Result<Vec<VcpuInfo>> {
+        let host = self.host();
+        let d = &host.domains[host.find(dom)?];
+        let def = d.current_fields();
+        let count = def.current_vcpus.unwrap_or(def.vcpus);
+        let anywhere = CpuSet::first(PINNABLE_CPUS);
+        let last_cpu = host.node.cpus.saturating_sub(1);
+        Ok((0..count)
+            .map(|number| match &d.live {
+                Some(live) => {
+                    let pin = live.pins.get(&number);
+                    VcpuInfo {
+                        number,
+                        state: VcpuState::Running,
+                        cpu: Some(pin.and_then(CpuSet::last).unwrap_or(last_cpu)),
+                        cpu_time_ns: live.cpu_time_ns() / u64::from(count.max(1)),
+                        affinity: pin.cloned().unwrap_or_else(|| anywhere.clone()),
+                    }
+                }
+                None => VcpuInfo {
+                    number,
+                    state: VcpuState::Offline,
+                    cpu: None,
+                    cpu_time_ns: 0,
+                    affinity: anywhere.clone(),
+                },
+            })
+            .collect())
+    }
+
+    /// Live pinning of an active domain's vCPU (libvirt: "cannot pin vcpus
+    /// on an inactive domain"), to CPUs of the test driver's CPU map only.
+    fn pin_vcpu(&self, dom: &DomainRef, vcpu: u32, cpus: CpuSet) -> Result<()> {
+        self.with_domain(dom, Operation::PinVcpu, |host, idx| {
+            let d = &mut host.domains[idx];
+            let def = d.current_fields();
+            let count = def.current_vcpus.unwrap_or(def.vcpus);
+            if vcpu >= count {
+                return Err(Error::invalid(format!(
+                    "vcpu {vcpu} is not present: domain '{}' has {count}",
+                    d.name()
+                )));
+            }
+            if let Some(missing) = cpus.iter().find(|c| *c >= PINNABLE_CPUS) {
+                return Err(Error::invalid(format!(
+                    "CPU {missing} in '{cpus}' is not on this host (it has CPUs 0-{})",
+                    PINNABLE_CPUS - 1
+                )));
+            }
+            if let Some(live) = d.live.as_mut() {
+                live.pins.insert(vcpu, cpus);
+            }
             Ok(Some(EventKind::VcpusChanged))
         })
     }

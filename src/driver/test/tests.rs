@@ -1181,3 +1181,67 @@ fn lookups_stay_right_after_domains_go() {
     d.destroy(&n4).unwrap();
     assert!(d.lookup_by_id(id).is_err());
 }
+
+// ---------------------------------------------------------------------------
+// Issue 26: vCPU pinning and autostart
+
+#[test]
+fn pinning_changes_one_vcpu_and_refuses_what_the_host_lacks() {
+    let d = drv();
+    let dom = test_dom(&d);
+    let before = d.domain_vcpu_info(&dom).unwrap();
+    d.pin_vcpu(&dom, 1, "2-3".parse().unwrap()).unwrap();
+    let after = d.domain_vcpu_info(&dom).unwrap();
+    assert_eq!(after[0], before[0].clone_with_time(after[0].cpu_time_ns));
+    assert_eq!(after[1].affinity.to_string(), "2-3");
+    assert_eq!(after[1].cpu, Some(3), "the last CPU it may use");
+    let past = PINNABLE_CPUS;
+    for (vcpu, list) in [
+        (0, format!("{past}")),
+        (0, format!("0-{past}")),
+        (2, "1".to_string()),
+    ] {
+        let e = d.pin_vcpu(&dom, vcpu, list.parse().unwrap()).unwrap_err();
+        assert_eq!(e.kind, K::InvalidArgument, "{vcpu} {list}");
+    }
+    assert_eq!(
+        d.domain_vcpu_info(&dom).unwrap()[1].affinity.to_string(),
+        "2-3",
+        "a refused pin changes nothing"
+    );
+    // A pin lasts while the domain runs.
+    d.destroy(&dom).unwrap();
+    let e = d.pin_vcpu(&dom, 0, "1".parse().unwrap()).unwrap_err();
+    assert_eq!(e.kind, K::InvalidState);
+    d.start(&dom).unwrap();
+    let dom = test_dom(&d);
+    assert_eq!(
+        d.domain_vcpu_info(&dom).unwrap()[1].affinity,
+        CpuSet::first(PINNABLE_CPUS),
+        "a new run starts unpinned"
+    );
+}
+
+#[test]
+fn autostart_survives_a_stop() {
+    let d = drv();
+    let dom = test_dom(&d);
+    assert!(!d.domain_autostart(&dom).unwrap());
+    d.set_autostart(&dom, true).unwrap();
+    d.destroy(&dom).unwrap();
+    assert!(d.domain_autostart(&dom).unwrap());
+    assert_eq!(
+        d.domain_max_vcpus(&dom).unwrap(),
+        d.domain_xml(&dom).unwrap().vcpus
+    );
+}
+
+impl VcpuInfo {
+    /// The same record with another CPU time (time moves between reads).
+    fn clone_with_time(&self, ns: u64) -> VcpuInfo {
+        VcpuInfo {
+            cpu_time_ns: ns,
+            ..self.clone()
+        }
+    }
+}

@@ -352,6 +352,14 @@ impl Driver for XendDriver {
             | Operation::SetMemory
             | Operation::SetMaxMemory
             | Operation::SetVcpus => true,
+            // The Xen drivers do not answer these yet (issue 26).
+            Operation::DomainMaxVcpus
+            | Operation::DomainAutostart
+            | Operation::SetAutostart
+            | Operation::NodeFreeMemory
+            | Operation::NodeCellsFreeMemory
+            | Operation::DomainVcpuInfo
+            | Operation::PinVcpu => false,
             Operation::DomainXmlInactive => false,
         }
     }

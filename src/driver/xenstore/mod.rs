@@ -515,6 +515,14 @@ impl Driver for XenstoreDriver {
             | Operation::Restore
             | Operation::SetMaxMemory
             | Operation::SetVcpus => false,
+            // The Xen drivers do not answer these yet (issue 26).
+            Operation::DomainMaxVcpus
+            | Operation::DomainAutostart
+            | Operation::SetAutostart
+            | Operation::NodeFreeMemory
+            | Operation::NodeCellsFreeMemory
+            | Operation::DomainVcpuInfo
+            | Operation::PinVcpu => false,
         }
     }
 
