@@ -7,7 +7,7 @@ use common::*;
 use std::process::Command;
 
 const TEST_UUID: &str = "6695eb01-f6a4-8304-79aa-97f2502e193f";
-const DOMAIN_FILES: [&str; 16] = [
+const DOMAIN_FILES: [&str; 17] = [
     "autostart",
     "control",
     "cpu_time",
@@ -23,6 +23,7 @@ const DOMAIN_FILES: [&str; 16] = [
     "uuid",
     "vcpu",
     "vcpus",
+    "wait",
     "xml",
 ];
 
@@ -57,7 +58,7 @@ fn modes_and_owner_follow_the_interface() {
         let f: Vec<&str> = line.split(' ').collect();
         let (name, mode, owner) = (f[0], f[1], *f.last().unwrap());
         let want = match name {
-            "." | "test" | "node" | "by-id" | "test/vcpu" | "node/cells" => "555",
+            "." | "test" | "node" | "by-id" | "test/vcpu" | "test/wait" | "node/cells" => "555",
             "create" | "define" | "restore" => "200",
             "test/xml" | "test/control" | "test/memory" | "test/max_memory" | "test/vcpus"
             | "test/autostart" => "644",
@@ -67,7 +68,7 @@ fn modes_and_owner_follow_the_interface() {
         assert_eq!(owner, uid, "{line}");
         seen += 1;
     }
-    assert_eq!(seen, 8 + 16 + 4, "{text}");
+    assert_eq!(seen, 8 + 17 + 4, "{text}");
     assert!(text.contains("test 555 directory"), "{text}");
     assert!(text.contains("test/state 444 regular"));
 }

@@ -75,9 +75,6 @@ impl DomFs {
             Command::SetVcpus(n) => d.set_vcpus(&dom, *n),
             Command::SetAutostart(on) => d.set_autostart(&dom, *on),
             Command::PinVcpu(n, cpus) => d.pin_vcpu(&dom, *n, cpus.clone()),
-            Command::Wait(..) => Err(Error::invalid(
-                "end 'wait' with a newline: it waits in the write that carries it",
-            )),
         }?;
         log::info!("{}: {cmd}", dom.name);
         self.settle();

@@ -2,7 +2,7 @@
 //! counts. Parsing only; a command that parses has not yet been checked
 //! against the domain's state (the driver does that).
 
-use crate::model::{Arg, CpuSet, Operation, State};
+use crate::model::{Arg, CpuSet, Operation};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -34,16 +34,12 @@ pub enum Command {
     SetAutostart(bool),
     /// Pin a vCPU to host CPUs (written to `vcpu/N/affinity`).
     PinVcpu(u32, CpuSet),
-    /// Block until the domain is in the state, or fail with ETIMEDOUT after
-    /// the seconds given (any state; changes nothing).
-    Wait(State, u64),
 }
 
 impl Command {
-    /// The operation this command asks for (`wait`, which changes
-    /// nothing, asks for none).
-    pub fn operation(&self) -> Option<Operation> {
-        Some(match self {
+    /// The operation this command asks for.
+    pub fn operation(&self) -> Operation {
+        match self {
             Command::Start => Operation::Start,
             Command::Shutdown => Operation::Shutdown,
             Command::Reboot => Operation::Reboot,
@@ -56,8 +52,7 @@ impl Command {
             Command::SetVcpus(_) => Operation::SetVcpus,
             Command::SetAutostart(_) => Operation::SetAutostart,
             Command::PinVcpu(..) => Operation::PinVcpu,
-            Command::Wait(..) => return None,
-        })
+        }
     }
 
     /// The command asking for `op` with its argument, as declared
@@ -110,9 +105,6 @@ impl Command {
         Some(Ok(parsed))
     }
 }
-
-/// The longest `wait` a command may ask for, in seconds (a day).
-pub const MAX_WAIT_SECS: u64 = 86_400;
 
 /// The longest command line (a `save` path may be PATH_MAX long).
 pub const MAX_COMMAND: usize = 4096 + 64;
@@ -207,23 +199,13 @@ impl FromStr for Command {
             }
         }
         match word {
-            "wait" => {
-                let usage = || "'wait' needs a state and a number of seconds: wait shutoff 30";
-                let mut words = need("a state and seconds")?.split_whitespace();
-                let state: State = words.next().ok_or_else(usage)?.parse()?;
-                let secs = words
-                    .next()
-                    .ok_or_else(usage)?
-                    .parse::<u64>()
-                    .map_err(|_| usage().to_string())?;
-                if words.next().is_some() || secs > MAX_WAIT_SECS {
-                    return Err(format!("{} (at most {MAX_WAIT_SECS} seconds)", usage()));
-                }
-                Ok(Command::Wait(state, secs))
-            }
+            // A wait is a read, so it holds no write of `control` open.
+            "wait" => Err(
+                "'wait' is no command: read NAME/wait/STATE instead (cat web1/wait/shutoff)".into(),
+            ),
             "" => Err("empty command".into()),
             other => Err(format!(
-                "unknown command '{other}'; commands: {}, pause, wait STATE SECONDS",
+                "unknown command '{other}'; commands: {}, pause",
                 Operation::commands()
                     .filter_map(Operation::usage)
                     .collect::<Vec<_>>()
@@ -242,8 +224,7 @@ impl fmt::Display for Command {
             Command::SetVcpus(n) => write!(f, "setvcpus {n}"),
             Command::SetAutostart(on) => write!(f, "autostart {}", u8::from(*on)),
             Command::PinVcpu(n, cpus) => write!(f, "vcpupin {n} {cpus}"),
-            Command::Wait(s, secs) => write!(f, "wait {s} {secs}"),
-            other => f.write_str(other.operation().map_or("?", Operation::as_str)),
+            other => f.write_str(other.operation().as_str()),
         }
     }
 }
@@ -326,16 +307,10 @@ mod tests {
             .unwrap_err()
             .contains("vcpu count"));
         assert!("setvcpus -1".parse::<Command>().is_err());
-        assert_eq!("wait paused 5".parse(), Ok(Command::Wait(State::Paused, 5)));
-        for bad in [
-            "wait",
-            "wait paused",
-            "wait sleepy 5",
-            "wait paused x",
-            "wait paused 5 6",
-            "wait paused 99999999",
-        ] {
-            assert!(bad.parse::<Command>().is_err(), "{bad}");
+        // The old blocking command says where waiting went.
+        for old in ["wait", "wait paused 5"] {
+            let e = old.parse::<Command>().unwrap_err();
+            assert!(e.contains("wait/STATE"), "{e}");
         }
     }
 
@@ -400,7 +375,6 @@ mod tests {
             Command::SetMemory(5),
             Command::SetMaxMemory(6),
             Command::SetVcpus(2),
-            Command::Wait(State::ShutOff, 30),
         ] {
             assert_eq!(c.to_string().parse::<Command>(), Ok(c));
         }

@@ -3,10 +3,10 @@
 //! node and file is an exhaustive match here, so a new one must say what it
 //! shows.
 
-use super::tree::{DomFile, Node, VcpuFile, ROOT_INO, VCPU_DIR};
+use super::tree::{DomFile, Node, VcpuFile, ROOT_INO, VCPU_DIR, WAIT_DIR};
 use super::{feed, lock, names, DomFs, Entries, Listing, MAX_REFS, TTL, TTL_NONE};
 use crate::error::{Error, Result};
-use crate::model::{DomainId, Operation, Uuid};
+use crate::model::{DomainId, Operation, State, Uuid};
 use fuser::{FileAttr, FileType};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +38,13 @@ impl DomFs {
                     .ok_or_else(|| Error::no_domain("the temporary file is gone"))?;
                 f.data.len() as u64
             }
+            // A stream's size is that of the caller's own open (`getattr`).
             Node::Events => 0,
+            // Its one answer comes when the state does.
+            Node::Wait(uuid, _) => {
+                self.domain(uuid)?;
+                0
+            }
             // Directories and write-only files have no value to measure.
             n if n.kind() == FileType::Directory || n.mode() & 0o444 == 0 => {
                 if let Some(uuid) = n.domain() {
@@ -63,7 +69,8 @@ impl DomFs {
 
     pub(super) fn entry(&self, node: Node) -> Result<(Duration, FileAttr)> {
         let ino = self.ino(node);
-        let ttl = if matches!(node, Node::IdLink(_)) {
+        // The kernel keeps no size of a stream: each `stat` asks again.
+        let ttl = if matches!(node, Node::IdLink(_) | Node::Events) {
             TTL_NONE
         } else {
             TTL
@@ -100,6 +107,10 @@ impl DomFs {
                 if name == VCPU_DIR {
                     self.domain(uuid)?;
                     return Ok(Node::VcpuDir(uuid));
+                }
+                if name == WAIT_DIR {
+                    self.domain(uuid)?;
+                    return Ok(Node::WaitDir(uuid));
                 }
                 lock(&self.scratch)
                     .find(uuid, name)
@@ -141,6 +152,14 @@ impl DomFs {
             Node::Vcpu(uuid, n) => VcpuFile::from_name(name)
                 .map(|f| Node::VcpuFile(uuid, n, f))
                 .ok_or_else(missing),
+            Node::WaitDir(uuid) => {
+                let state = State::ALL
+                    .into_iter()
+                    .find(|s| s.as_str() == name)
+                    .ok_or_else(missing)?;
+                self.domain(uuid)?;
+                Ok(Node::Wait(uuid, state))
+            }
             _ => Err(missing()),
         }
     }
@@ -190,6 +209,7 @@ impl DomFs {
                     push(Node::File(uuid, f), f.name().to_string());
                 }
                 push(Node::VcpuDir(uuid), VCPU_DIR.to_string());
+                push(Node::WaitDir(uuid), WAIT_DIR.to_string());
                 for (id, name) in lock(&self.scratch).in_domain(uuid) {
                     push(Node::Scratch(uuid, id), name);
                 }
@@ -222,6 +242,12 @@ impl DomFs {
             Node::Vcpu(uuid, n) => {
                 for f in VcpuFile::ALL {
                     push(Node::VcpuFile(uuid, n, f), f.name().to_string());
+                }
+            }
+            Node::WaitDir(uuid) => {
+                self.domain(uuid)?;
+                for s in State::ALL {
+                    push(Node::Wait(uuid, s), s.as_str().to_string());
                 }
             }
             _ => return Err(Error::invalid("not a directory")),
@@ -282,7 +308,10 @@ impl DomFs {
                 format!("type {}\nversion {}\n", h.kind, h.version)
             }
             Node::RootLastError => self.last_error(None),
-            Node::Create | Node::Define | Node::Restore | Node::Events => String::new(),
+            // Streams: what a read says comes from the feed (`ops`).
+            Node::Create | Node::Define | Node::Restore | Node::Events | Node::Wait(..) => {
+                String::new()
+            }
             Node::File(uuid, file) => self.domain_file(uuid, file)?,
             Node::Metrics => self.metrics()?,
             // libvirt's calls answer bytes; the files say KiB, as `memory` does.
@@ -295,7 +324,7 @@ impl DomFs {
                 format!("{}\n", free / 1024)
             }
             Node::VcpuFile(uuid, n, file) => self.vcpu_file(uuid, n, file)?,
-            Node::Cells | Node::Cell(_) | Node::VcpuDir(_) | Node::Vcpu(..) => {
+            Node::Cells | Node::Cell(_) | Node::VcpuDir(_) | Node::Vcpu(..) | Node::WaitDir(_) => {
                 return Err(Error::invalid("not a file"))
             }
             Node::Root

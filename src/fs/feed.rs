@@ -2,36 +2,40 @@
 //! connection's events in order and, for each, in this order: marks the
 //! domain's values changed (a new generation), drops the kernel's cached
 //! pages and names that the change made stale, wakes `poll()`ers, appends a
-//! line to every open `events` file and answers `wait` commands. Nothing
-//! here blocks on a back end except the one state check a `wait` needs.
+//! line to every open `events` file and answers reads of `wait` files.
+//! Nothing here blocks on a back end except the one state check a `wait`
+//! needs.
 //!
 //! Every answer to a poll or a read of `events` comes from what is already in
 //! memory; readers and waiters are parked replies, so none of them holds a
-//! FUSE worker thread.
+//! FUSE worker thread. Each parked reply is registered with the interrupt
+//! watcher (see `interrupt`), which ends it with EINTR when its caller is
+//! signalled: the feed thread itself may be inside that state check.
 
+use super::interrupt::{Ticket, Watcher};
 use super::names;
 use super::tree::{DomFile, InodeTable, Node, ROOT_INO};
 use crate::dispatch::Dispatcher;
 use crate::events::Subscription;
 use crate::model::{DomainRef, Event, EventKind, State, Uuid};
 use crate::sync::lock;
-use fuser::{Errno, INodeNo, Notifier, PollNotifier, ReplyData, ReplyWrite};
+use fuser::{Errno, INodeNo, Notifier, PollNotifier, ReplyData};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Lines an `events` reader may have waiting before it gets `overflow`.
+/// Unread lines an `events` reader may have before it gets `overflow`.
 pub const READER_QUEUE: usize = 1024;
+/// Bytes of lines already read that an `events` reader keeps, so a reader
+/// may seek back over its last read (`head`, bash's `read`); a FUSE read is
+/// at most 128 KiB.
+const RETAIN: u64 = 128 * 1024;
 /// Pollers remembered per domain (see `add_poller`).
 const MAX_POLLERS: usize = 4096;
-/// `wait` commands waiting at once.
+/// Reads of `wait` files parked at once.
 pub const MAX_WAITERS: usize = 1024;
-/// The longest `wait` a command may ask for.
-pub const MAX_WAIT: Duration = Duration::from_secs(super::command::MAX_WAIT_SECS);
-/// How often the feed looks at `wait` deadlines when no event comes.
-const TICK: Duration = Duration::from_millis(100);
 /// How long a write waits for the feed to take in the change it made.
 const SETTLE: Duration = Duration::from_secs(1);
 
@@ -57,27 +61,130 @@ pub fn watchable(node: Node) -> bool {
     )
 }
 
-/// One open `events` file.
+/// One open `events` file. Offsets are its own: offset 0 is the first byte
+/// published after the open, and its end (its `fstat` size) grows with every
+/// line, so `tail -f` sees it grow and `head` may seek back over what it read.
 #[derive(Default)]
 pub struct Reader {
-    lines: VecDeque<String>,
-    /// How much of the first line an earlier read took (bash's `read`
-    /// takes one byte at a time from a file it cannot seek).
-    taken: usize,
+    /// The lines held, each with the offset of its first byte.
+    lines: VecDeque<(u64, String)>,
+    /// The bytes published to this open so far.
+    end: u64,
+    /// The furthest offset a read reached: the lines past it are unread.
+    read_to: u64,
+    /// Lines were dropped since the last one held (too many unread).
     overflow: bool,
-    /// A read waiting for the next line, with the size it asked for.
-    parked: Option<(ReplyData, usize)>,
+    /// A read waiting for the next line.
+    parked: Option<Parked>,
     poller: Option<PollNotifier>,
+    /// The thread that opened it: a `stat` by that thread, which carries
+    /// no handle (`tail -f` polls with `fstat`), is told this open's size.
+    opener: u32,
+    /// The open asked where its end is (`lseek(SEEK_END)`, as `tail` and
+    /// `less` do): it is read as a growing file, whose reads at the end
+    /// find the end of the file instead of waiting.
+    as_file: bool,
 }
 
-/// A `wait STATE SECONDS` command waiting for its state.
-struct Waiter {
+/// A read of `events` or of a `wait` file waiting for its answer.
+struct Parked {
+    /// Tells this parked read from a later one of the same file.
     id: u64,
+    reply: ReplyData,
+    offset: u64,
+    size: usize,
+    ticket: Option<Ticket>,
+}
+
+impl Reader {
+    fn start(&self) -> u64 {
+        self.lines.front().map_or(self.end, |(at, _)| *at)
+    }
+
+    fn unread(&self) -> usize {
+        self.lines
+            .iter()
+            .rev()
+            .take_while(|(at, l)| at + l.len() as u64 > self.read_to)
+            .count()
+    }
+
+    fn append(&mut self, text: String) {
+        let len = text.len() as u64;
+        self.lines.push_back((self.end, text));
+        self.end += len;
+    }
+
+    /// Adds a line, or drops it (and owes an `overflow` line) when the
+    /// reader has `READER_QUEUE` lines unread.
+    fn push(&mut self, text: String) {
+        if self.unread() >= READER_QUEUE {
+            self.overflow = true;
+            return;
+        }
+        if self.overflow {
+            self.overflow = false;
+            self.append(overflow_line());
+        }
+        self.append(text);
+    }
+
+    /// Up to `size` bytes from `offset`, or None when the read must wait
+    /// for the next line. An offset no longer held (more than `RETAIN`
+    /// bytes before the furthest read) is ESPIPE: those bytes are gone.
+    fn read(&mut self, offset: u64, size: usize) -> Result<Option<Vec<u8>>, Errno> {
+        if offset >= self.end {
+            if !self.overflow || offset > self.end {
+                return Ok(None);
+            }
+            // The lines lost are owed to a reader that caught up.
+            self.overflow = false;
+            self.append(overflow_line());
+        }
+        if offset < self.start() {
+            return Err(Errno::ESPIPE);
+        }
+        let mut out = Vec::new();
+        for (at, l) in &self.lines {
+            let line_end = at + l.len() as u64;
+            if line_end <= offset {
+                continue;
+            }
+            if out.len() >= size {
+                break;
+            }
+            let from = usize::try_from(offset.max(*at) - at).unwrap_or(0);
+            let rest = &l.as_bytes()[from..];
+            let n = rest.len().min(size - out.len());
+            out.extend_from_slice(&rest[..n]);
+        }
+        self.read_to = self.read_to.max(offset + out.len() as u64);
+        self.trim();
+        Ok((!out.is_empty()).then_some(out))
+    }
+
+    /// Drops the lines that end more than `RETAIN` bytes before the
+    /// furthest read.
+    fn trim(&mut self) {
+        while let Some((at, l)) = self.lines.front() {
+            let line_end = at + l.len() as u64;
+            if line_end > self.read_to || self.read_to - line_end < RETAIN {
+                break;
+            }
+            self.lines.pop_front();
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.overflow || self.end > self.read_to
+    }
+}
+
+/// A read of `<domain>/wait/<state>` waiting for the state.
+struct Waiter {
     uuid: Uuid,
     want: State,
-    deadline: Instant,
-    reply: ReplyWrite,
-    written: u32,
+    read: Parked,
 }
 
 #[derive(Default)]
@@ -90,7 +197,10 @@ pub struct Feed {
     pollers: Mutex<HashMap<Uuid, HashMap<u64, PollNotifier>>>,
     readers: Mutex<HashMap<u64, Reader>>,
     waiters: Mutex<Vec<Waiter>>,
-    next_waiter: Mutex<u64>,
+    /// Ids of parked reads (see `Parked::id`).
+    next_parked: AtomicU64,
+    /// Ends parked reads and back-end calls whose caller is signalled.
+    watcher: Watcher,
     notifier: Mutex<Option<Notifier>>,
     /// The sequence number of the last event taken in.
     processed: Mutex<u64>,
@@ -172,21 +282,61 @@ impl Feed {
         those.insert(ph.handle().0, ph);
     }
 
-    pub fn open_reader(&self, fh: u64) {
-        lock(&self.readers).insert(fh, Reader::default());
+    /// The watcher of this filesystem's blocking requests.
+    pub fn watcher(&self) -> &Watcher {
+        &self.watcher
+    }
+
+    pub fn open_reader(&self, fh: u64, opener: u32) {
+        let r = Reader {
+            opener,
+            ..Reader::default()
+        };
+        lock(&self.readers).insert(fh, r);
     }
 
     pub fn close_reader(&self, fh: u64) {
         if let Some(r) = lock(&self.readers).remove(&fh) {
-            if let Some((reply, _)) = r.parked {
-                reply.data(&[]);
+            if let Some(p) = r.parked {
+                self.watcher.unwatch(p.ticket);
+                p.reply.data(&[]);
             }
         }
     }
 
-    /// Serves a read of `events`: waiting lines now, else the read waits for
-    /// the next event.
-    pub fn read_events(&self, fh: u64, size: usize, reply: ReplyData) {
+    /// The bytes published to an open `events` file so far (its size).
+    /// The kernel asks with the handle when the open seeks to its end, so
+    /// from then on the open reads as a growing file (see `Reader::as_file`).
+    pub fn events_size(&self, fh: u64) -> Option<u64> {
+        lock(&self.readers).get_mut(&fh).map(|r| {
+            r.as_file = true;
+            r.end
+        })
+    }
+
+    /// The size of the newest `events` open by thread `tid`: the kernel
+    /// sends `fstat` without the file's handle, only the caller's id.
+    pub fn events_size_for(&self, tid: u32) -> Option<u64> {
+        lock(&self.readers)
+            .iter()
+            .filter(|(_, r)| r.opener == tid && tid != 0)
+            .max_by_key(|(fh, _)| **fh)
+            .map(|(_, r)| r.end)
+    }
+
+    /// Serves a read of `events` at `offset`: what is held there now, else
+    /// (at the end) the read waits for the next line, or with `nonblocking`
+    /// fails EAGAIN. The caller `tid` being signalled ends a waiting read
+    /// with EINTR.
+    pub fn read_events(
+        self: &Arc<Self>,
+        fh: u64,
+        offset: u64,
+        size: usize,
+        nonblocking: bool,
+        tid: u32,
+        reply: ReplyData,
+    ) {
         let mut readers = lock(&self.readers);
         let Some(r) = readers.get_mut(&fh) else {
             return reply.error(Errno::EBADF);
@@ -195,94 +345,129 @@ impl Feed {
             // One read at a time per open file; a second is a misuse.
             return reply.error(Errno::EBUSY);
         }
-        match take_lines(r, size) {
-            Some(data) => reply.data(&data),
-            None => r.parked = Some((reply, size)),
+        match r.read(offset, size) {
+            Ok(Some(data)) => reply.data(&data),
+            Err(e) => reply.error(e),
+            Ok(None) if nonblocking => reply.error(Errno::EAGAIN),
+            Ok(None) if r.as_file => reply.data(&[]),
+            Ok(None) => {
+                let id = self.next_parked.fetch_add(1, Ordering::Relaxed);
+                let feed = Arc::downgrade(self);
+                // Registered under the readers' lock, which the action
+                // needs: it cannot run before the read is parked.
+                let ticket = self.watcher.watch(tid, move || {
+                    if let Some(f) = feed.upgrade() {
+                        f.interrupt_reader(fh, id);
+                    }
+                });
+                r.parked = Some(Parked {
+                    id,
+                    reply,
+                    offset,
+                    size,
+                    ticket,
+                });
+            }
         }
     }
 
-    /// Whether an `events` reader has something to read; if not, `ph` is
-    /// woken when it does.
+    fn interrupt_reader(&self, fh: u64, id: u64) {
+        let mut readers = lock(&self.readers);
+        let Some(r) = readers.get_mut(&fh) else {
+            return;
+        };
+        if r.parked.as_ref().is_some_and(|p| p.id == id) {
+            if let Some(p) = r.parked.take() {
+                p.reply.error(Errno::EINTR);
+            }
+        }
+    }
+
+    /// Whether an `events` reader has something past its furthest read; if
+    /// not, `ph` is woken when it does.
     pub fn poll_events(&self, fh: u64, ph: Option<PollNotifier>) -> bool {
         let mut readers = lock(&self.readers);
         let Some(r) = readers.get_mut(&fh) else {
             return true;
         };
-        let ready = r.overflow || !r.lines.is_empty();
+        let ready = r.ready();
         if !ready {
             r.poller = ph;
         }
         ready
     }
 
-    /// Parks a `wait` until the domain reaches `want` or `timeout` passes;
-    /// returns the waiter's id so the caller can take it back if the state
-    /// is already reached.
-    /// At most `MAX_WAITERS` wait at once; the write past that is refused
-    /// (EBUSY) and `None` returned.
+    /// Parks a read of `wait/<want>` until the domain is in `want`, and
+    /// returns its id so the caller can answer it at once if the state is
+    /// already reached; registering first means no change is missed. At
+    /// most `MAX_WAITERS` wait at once; the read past that fails EBUSY and
+    /// None is returned.
     pub fn add_waiter(
-        &self,
+        self: &Arc<Self>,
         uuid: Uuid,
         want: State,
-        timeout: Duration,
-        reply: ReplyWrite,
-        written: u32,
+        size: usize,
+        tid: u32,
+        reply: ReplyData,
     ) -> Option<u64> {
-        if lock(&self.waiters).len() >= MAX_WAITERS {
+        let mut waiters = lock(&self.waiters);
+        if waiters.len() >= MAX_WAITERS {
+            drop(waiters);
             log::warn!("wait {want} for {uuid}: {MAX_WAITERS} waits already; refused");
             reply.error(Errno::EBUSY);
             return None;
         }
-        let id = {
-            let mut n = lock(&self.next_waiter);
-            *n += 1;
-            *n
-        };
-        lock(&self.waiters).push(Waiter {
-            id,
+        let id = self.next_parked.fetch_add(1, Ordering::Relaxed);
+        let feed = Arc::downgrade(self);
+        let ticket = self.watcher.watch(tid, move || {
+            if let Some(f) = feed.upgrade() {
+                f.end_waiter(id, Err(Errno::EINTR));
+            }
+        });
+        waiters.push(Waiter {
             uuid,
             want,
-            deadline: Instant::now() + timeout.min(MAX_WAIT),
-            reply,
-            written,
+            read: Parked {
+                id,
+                reply,
+                offset: 0,
+                size,
+                ticket,
+            },
         });
         Some(id)
     }
 
-    /// Answers the waiter `id` (done, or failed with an errno), if it is
+    /// Answers the waiter `id` (its state reached, or an errno), if it is
     /// still waiting.
     pub fn end_waiter(&self, id: u64, result: Result<(), Errno>) {
         let w = {
             let mut waiters = lock(&self.waiters);
-            let at = waiters.iter().position(|w| w.id == id);
+            let at = waiters.iter().position(|w| w.read.id == id);
             at.map(|i| waiters.swap_remove(i))
         };
         if let Some(w) = w {
-            match result {
-                Ok(()) => w.reply.written(w.written),
-                Err(e) => w.reply.error(e),
+            self.answer_one(w, result);
+        }
+    }
+
+    fn answer_one(&self, w: Waiter, result: Result<(), Errno>) {
+        self.watcher.unwatch(w.read.ticket);
+        match result {
+            Ok(()) => {
+                let text = format!("{}\n", w.want);
+                let n = text.len().min(w.read.size);
+                w.read.reply.data(&text.as_bytes()[..n]);
             }
+            Err(e) => w.read.reply.error(e),
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        lock(&self.waiters).iter().map(|w| w.deadline).min()
-    }
-
-    fn expire_waiters(&self) {
-        let now = Instant::now();
-        let expired: Vec<Waiter> = {
-            let mut waiters = lock(&self.waiters);
-            let (gone, kept) = std::mem::take(&mut *waiters)
-                .into_iter()
-                .partition(|w| w.deadline <= now);
-            *waiters = kept;
-            gone
-        };
-        for w in expired {
-            log::warn!("wait {} for {}: timed out", w.want, w.uuid);
-            w.reply.error(Errno::ETIMEDOUT);
-        }
+    /// Parked `events` reads and waits now (each leaves when answered).
+    pub fn parked(&self) -> usize {
+        let readers = lock(&self.readers);
+        let reads = readers.values().filter(|r| r.parked.is_some()).count();
+        reads + lock(&self.waiters).len()
     }
 
     /// Takes in one event (see the module doc for the order).
@@ -368,15 +553,17 @@ impl Feed {
             if overflowed {
                 r.overflow = true;
             }
-            if r.lines.len() >= READER_QUEUE {
-                r.overflow = true;
-            } else {
-                r.lines.push_back(text.clone());
-            }
-            if let Some((reply, size)) = r.parked.take() {
-                match take_lines(r, size) {
-                    Some(data) => reply.data(&data),
-                    None => r.parked = Some((reply, size)),
+            r.push(text.clone());
+            if let Some(p) = r.parked.take() {
+                match r.read(p.offset, p.size) {
+                    Ok(None) => r.parked = Some(p),
+                    done => {
+                        self.watcher.unwatch(p.ticket);
+                        match done {
+                            Ok(data) => p.reply.data(&data.unwrap_or_default()),
+                            Err(e) => p.reply.error(e),
+                        }
+                    }
                 }
             }
             if let Some(ph) = r.poller.take() {
@@ -390,9 +577,26 @@ impl Feed {
         if !lock(&self.waiters).iter().any(|w| w.uuid == uuid) {
             return;
         }
-        // A transient domain that stopped is gone: it is shut off for good.
+        // A transient domain that stopped is gone: it is shut off for good,
+        // and will never be in any other state.
         let Some(dom) = dom else {
-            return self.answer(uuid, State::ShutOff);
+            let gone: Vec<Waiter> = {
+                let mut waiters = lock(&self.waiters);
+                let (gone, kept) = std::mem::take(&mut *waiters)
+                    .into_iter()
+                    .partition(|w| w.uuid == uuid);
+                *waiters = kept;
+                gone
+            };
+            for w in gone {
+                let result = if w.want == State::ShutOff {
+                    Ok(())
+                } else {
+                    Err(Errno::ENODEV)
+                };
+                self.answer_one(w, result);
+            }
+            return;
         };
         let state = match d.domain_info(dom) {
             Ok(info) => info.state,
@@ -415,46 +619,15 @@ impl Feed {
             done
         };
         for w in done {
-            w.reply.written(w.written);
+            self.answer_one(w, Ok(()));
         }
     }
-}
-
-/// Up to `size` bytes of the waiting lines (an `overflow` line first when
-/// events were lost), or None when there is nothing to read.
-fn take_lines(r: &mut Reader, size: usize) -> Option<Vec<u8>> {
-    if r.overflow && r.taken == 0 {
-        r.overflow = false;
-        r.lines.push_front(overflow_line());
-    }
-    let mut out = Vec::new();
-    while out.len() < size {
-        let Some(l) = r.lines.front() else { break };
-        let rest = &l.as_bytes()[r.taken..];
-        let n = rest.len().min(size - out.len());
-        out.extend_from_slice(&rest[..n]);
-        r.taken += n;
-        if r.taken == l.len() {
-            r.lines.pop_front();
-            r.taken = 0;
-        }
-    }
-    (!out.is_empty()).then_some(out)
 }
 
 /// The feed's thread: takes events until the connection goes.
 pub fn run(feed: Arc<Feed>, inodes: Arc<Mutex<InodeTable>>, d: Arc<Dispatcher>, sub: Subscription) {
-    loop {
-        // A waiter added meanwhile is seen within a tick.
-        let wait = feed.next_deadline().map_or(TICK, |t| {
-            t.saturating_duration_since(Instant::now()).min(TICK)
-        });
-        match sub.rx.recv_timeout(wait) {
-            Ok((seq, e)) => feed.take(seq, &e, sub.overflowed(), &inodes, &d),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-        }
-        feed.expire_waiters();
+    while let Ok((seq, e)) = sub.rx.recv() {
+        feed.take(seq, &e, sub.overflowed(), &inodes, &d);
     }
 }
 
@@ -482,17 +655,57 @@ mod tests {
     }
 
     #[test]
-    fn a_reader_gets_whole_lines_and_one_overflow_line() {
+    fn a_reader_reads_by_offset_and_may_seek_back_over_its_last_read() {
         let mut r = Reader::default();
-        assert_eq!(take_lines(&mut r, 100), None);
-        r.lines.push_back("a\n".into());
-        r.lines.push_back("bb\n".into());
-        assert_eq!(take_lines(&mut r, 3), Some(b"a\nb".to_vec()));
-        assert_eq!(take_lines(&mut r, 1), Some(b"b".to_vec()));
-        assert_eq!(take_lines(&mut r, 9), Some(b"\n".to_vec()));
-        r.overflow = true;
-        let got = String::from_utf8(take_lines(&mut r, 100).unwrap()).unwrap();
-        assert!(got.ends_with(" overflow\n"), "{got}");
-        assert_eq!(take_lines(&mut r, 100), None);
+        assert_eq!(r.read(0, 100), Ok(None), "nothing yet: the read waits");
+        r.push("a\n".into());
+        r.push("bb\n".into());
+        assert_eq!(r.end, 5);
+        assert_eq!(r.read(0, 3), Ok(Some(b"a\nb".to_vec())));
+        assert_eq!(r.read(3, 1), Ok(Some(b"b".to_vec())));
+        // `head -n 1` read everything, then seeks back after its line.
+        assert_eq!(r.read(2, 100), Ok(Some(b"bb\n".to_vec())));
+        assert_eq!(r.read(5, 100), Ok(None));
+        assert!(!r.ready());
+        r.push("c\n".into());
+        assert!(r.ready());
+        assert_eq!(r.read(5, 100), Ok(Some(b"c\n".to_vec())));
+    }
+
+    #[test]
+    fn a_reader_holds_bounded_lines_and_gets_one_overflow_line() {
+        let mut r = Reader::default();
+        for i in 0..READER_QUEUE + 10 {
+            r.push(format!("{i:0>99}\n"));
+        }
+        assert_eq!(
+            r.lines.len(),
+            READER_QUEUE,
+            "the lines past the queue are dropped"
+        );
+        let end = r.end;
+        let mut at = 0;
+        while at < end {
+            let got = r.read(at, 128 * 1024).unwrap().unwrap();
+            at += got.len() as u64;
+        }
+        let last = String::from_utf8(r.read(at, 100).unwrap().unwrap()).unwrap();
+        assert!(last.ends_with(" overflow\n"), "{last}");
+        assert_eq!(r.read(r.end, 100), Ok(None), "one overflow line only");
+        // Read on past RETAIN bytes: the oldest lines go.
+        assert_eq!(r.read(0, 100).map(|d| d.is_some()), Ok(true), "still held");
+        for i in 0..400 {
+            r.push(format!("{i:0>99}\n"));
+            let got = r.read(r.end - 100, 100).unwrap().unwrap();
+            assert_eq!(got.len(), 100);
+        }
+        assert!(r.lines.iter().map(|(_, l)| l.len() as u64).sum::<u64>() <= RETAIN + 200);
+        assert_eq!(
+            r.read(0, 100),
+            Err(Errno::ESPIPE),
+            "what was dropped is gone"
+        );
+        r.push("next\n".into());
+        assert_eq!(r.read(r.end - 5, 100), Ok(Some(b"next\n".to_vec())));
     }
 }

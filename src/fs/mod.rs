@@ -16,6 +16,7 @@ pub mod command;
 mod content;
 pub mod document;
 pub mod feed;
+pub mod interrupt;
 mod metrics;
 pub mod names;
 mod ops;
@@ -26,7 +27,7 @@ pub mod tree;
 
 use crate::dispatch::Dispatcher;
 use crate::error::{Error, Result};
-use crate::model::{DomainRef, Uuid};
+use crate::model::{DomainRef, State, Uuid};
 use crate::sync::lock;
 use command::CommandBuf;
 use document::Document;
@@ -126,6 +127,8 @@ enum Handle {
     Scratch(u64),
     /// An open `events` file (its queue lives in the feed).
     Events,
+    /// An open `wait/<state>` file (its reads park in the feed).
+    Wait(Uuid, State),
     Dir(Entries),
 }
 
@@ -305,11 +308,20 @@ impl DomFs {
                 Some(uuid),
                 format!("{}/{}/{n}/{}", name_of(uuid), tree::VCPU_DIR, f.name()),
             ),
+            Node::Wait(uuid, state) => (
+                Some(uuid),
+                format!("{}/{}/{state}", name_of(uuid), tree::WAIT_DIR),
+            ),
             Node::Create => (None, "create".into()),
             Node::Define => (None, "define".into()),
             Node::Restore => (None, "restore".into()),
             other => (other.domain(), format!("{other:?}")),
         }
+    }
+
+    /// Ends requests whose caller is signalled (see `interrupt`).
+    fn watcher(&self) -> &interrupt::Watcher {
+        self.feed.watcher()
     }
 
     fn new_handle(&self, h: Handle) -> u64 {

@@ -2,11 +2,10 @@
 //! namespace change a user cannot make (mkdir, link, symlink, mknod, renames
 //! other than an editor's save) answers EPERM.
 
-use super::command::Command;
 use super::document::{DocError, Progress};
 use super::feed;
-use super::tree::{DomFile, Node};
-use super::{errno, gone, lock, text, DomFs, Handle, Input, TTL};
+use super::tree::{self, DomFile, Node};
+use super::{errno, gone, lock, text, DomFs, Handle, Input, TTL, TTL_NONE};
 use crate::error::Error;
 use crate::model::{State, Uuid};
 use fuser::{
@@ -16,7 +15,6 @@ use fuser::{
     ReplyWrite, Request, WriteFlags,
 };
 use std::ffi::OsStr;
-use std::time::Duration;
 use std::time::SystemTime;
 
 /// What one write to a generated file turned out to need.
@@ -47,14 +45,12 @@ impl DomFs {
         }
     }
 
-    /// `wait STATE SECONDS`: the write is answered when the domain is in
-    /// the state. The waiter is registered before the state is checked, so
-    /// a change between the two is never missed.
-    fn wait(&self, uuid: Uuid, want: State, secs: u64, reply: ReplyWrite, written: u32) {
-        let Some(id) = self
-            .feed
-            .add_waiter(uuid, want, Duration::from_secs(secs), reply, written)
-        else {
+    /// A read of `wait/<want>`: answered with the state's name once the
+    /// domain is in it. The waiter is registered before the state is
+    /// checked, so a change between the two is never missed; a signal to
+    /// the reader ends it (see `interrupt`).
+    fn wait(&self, uuid: Uuid, want: State, size: usize, tid: u32, reply: ReplyData) {
+        let Some(id) = self.feed.add_waiter(uuid, want, size, tid, reply) else {
             return;
         };
         let now = self
@@ -70,6 +66,42 @@ impl DomFs {
                 let errno = self.fail(Some(uuid), &format!("wait {want}"), &e);
                 self.feed.end_waiter(id, Err(errno));
             }
+        }
+    }
+
+    /// Whether a `wait/<want>` file is readable at once: the domain is in
+    /// the state, or the check failed (so a read answers without waiting).
+    /// The poller is registered before the check.
+    fn poll_wait(&self, uuid: Uuid, want: State, ph: Option<PollNotifier>) -> bool {
+        if let Some(ph) = ph {
+            self.feed.add_poller(uuid, ph);
+        }
+        match self
+            .dispatch
+            .lookup_by_uuid(uuid)
+            .and_then(|d| self.dispatch.domain_info(&d))
+        {
+            Ok(info) => info.state == want,
+            Err(_) => true,
+        }
+    }
+
+    /// `rmdir NAME` in the root: undefines the shut-off domain.
+    fn undefine_dir(&self, parent: INodeNo, name: &str) -> Result<(), Errno> {
+        match self.node(parent).map(|p| (p, self.child(p, name))) {
+            Some((Node::Root, Ok(Node::Domain(uuid)))) => {
+                match self.domain(uuid).and_then(|d| self.dispatch.undefine(&d)) {
+                    Ok(()) => {
+                        log::info!("{name}: undefined");
+                        self.settle();
+                        lock(&self.errors).remove(&Some(uuid));
+                        Ok(())
+                    }
+                    Err(e) => Err(self.fail(Some(uuid), &format!("rmdir {name}"), &e)),
+                }
+            }
+            Some((_, Ok(_))) => Err(Errno::EPERM),
+            _ => Err(Errno::ENOENT),
         }
     }
 
@@ -154,38 +186,60 @@ impl DomFs {
 }
 
 impl Filesystem for DomFs {
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let Some(parent) = self.node(parent) else {
             return reply.error(Errno::ENOENT);
         };
         let Some(name) = name.to_str() else {
             return reply.error(Errno::ENOENT);
         };
-        match self.child(parent, name).and_then(|n| self.entry(n)) {
-            Ok((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
-            Err(e) if gone(&e) => reply.error(Errno::ENOENT),
-            Err(e) => reply.error(self.fail(None, &format!("lookup {name}"), &e)),
-        }
+        self.watcher().guard(
+            req.pid(),
+            reply,
+            || self.child(parent, name).and_then(|n| self.entry(n)),
+            |reply, found| match found {
+                Ok((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
+                Err(e) if gone(&e) => reply.error(Errno::ENOENT),
+                Err(e) => reply.error(self.fail(None, &format!("lookup {name}"), &e)),
+            },
+        );
     }
 
     /// With an open file, the size is that of its snapshot, so a reader that
-    /// trusts `fstat` (tar) reads exactly what the snapshot holds.
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+    /// trusts `fstat` (tar) reads exactly what the snapshot holds. An open
+    /// `events` has its own size, which grows with every line published to
+    /// it; the kernel keeps none of it, so `tail -f`'s `fstat` (which
+    /// carries no handle: the caller's open is found by its thread) sees it
+    /// grow.
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let Some(node) = self.node(ino) else {
             return reply.error(Errno::ENOENT);
         };
-        if let Some(fh) = fh {
-            self.refresh(fh.0);
-            if let Some(Handle::File { content, .. }) = lock(&self.handles).get(&fh.0) {
-                let len = content.len() as u64;
-                return reply.attr(&TTL, &self.attr(ino.0, node, len));
-            }
+        if node == Node::Events {
+            let size = fh
+                .and_then(|fh| self.feed.events_size(fh.0))
+                .or_else(|| self.feed.events_size_for(req.pid()))
+                .unwrap_or(0);
+            return reply.attr(&TTL_NONE, &self.attr(ino.0, node, size));
         }
-        match self.stat(ino.0, node) {
-            Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) if gone(&e) => reply.error(Errno::ENOENT),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.watcher().guard(
+            req.pid(),
+            reply,
+            || {
+                if let Some(fh) = fh {
+                    self.refresh(fh.0);
+                    if let Some(Handle::File { content, .. }) = lock(&self.handles).get(&fh.0) {
+                        return Ok(self.attr(ino.0, node, content.len() as u64));
+                    }
+                }
+                self.stat(ino.0, node)
+            },
+            |reply, attr| match attr {
+                Ok(attr) => reply.attr(&TTL, &attr),
+                Err(e) if gone(&e) => reply.error(Errno::ENOENT),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     /// Accepts the truncate a shell's `>` sends and owner or mode changes
@@ -240,36 +294,35 @@ impl Filesystem for DomFs {
         }
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
         let Some(node) = self.node(ino) else {
             return reply.error(Errno::ENOENT);
         };
-        match self.link_target(node) {
-            Ok(t) => reply.data(t.as_bytes()),
-            Err(_) => reply.error(Errno::ENOENT),
-        }
+        self.watcher().guard(
+            req.pid(),
+            reply,
+            || self.link_target(node),
+            |reply, target| match target {
+                Ok(t) => reply.data(t.as_bytes()),
+                Err(_) => reply.error(Errno::ENOENT),
+            },
+        );
     }
 
     /// `rmdir NAME` undefines a shut-off domain.
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let Some(name) = name.to_str() else {
             return reply.error(Errno::ENOENT);
         };
-        match self.node(parent).map(|p| (p, self.child(p, name))) {
-            Some((Node::Root, Ok(Node::Domain(uuid)))) => {
-                match self.domain(uuid).and_then(|d| self.dispatch.undefine(&d)) {
-                    Ok(()) => {
-                        log::info!("{name}: undefined");
-                        self.settle();
-                        lock(&self.errors).remove(&Some(uuid));
-                        reply.ok()
-                    }
-                    Err(e) => reply.error(self.fail(Some(uuid), &format!("rmdir {name}"), &e)),
-                }
-            }
-            Some((_, Ok(_))) => reply.error(Errno::EPERM),
-            _ => reply.error(Errno::ENOENT),
-        }
+        self.watcher().guard(
+            req.pid(),
+            reply,
+            || self.undefine_dir(parent, name),
+            |reply, done| match done {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            },
+        );
     }
 
     fn mkdir(
@@ -337,7 +390,7 @@ impl Filesystem for DomFs {
         if flags & libc::O_EXCL == 0 {
             return reply.error(Errno::EPERM);
         }
-        if DomFile::from_name(name).is_some() {
+        if tree::reserved(name) {
             return reply.error(Errno::EEXIST);
         }
         if self.domain(uuid).is_err() {
@@ -401,7 +454,7 @@ impl Filesystem for DomFs {
         }
         let result = if newname == DomFile::Xml.name() {
             self.save_over_xml(parent.0, uuid, id, name)
-        } else if DomFile::from_name(newname).is_some() {
+        } else if tree::reserved(newname) {
             Err(Errno::EPERM)
         } else {
             lock(&self.scratch)
@@ -437,68 +490,109 @@ impl Filesystem for DomFs {
         if writing && node.write_kind().is_none() {
             return reply.error(Errno::EACCES);
         }
-        if node == Node::Events {
-            let fh = self.new_handle(Handle::Events);
-            self.feed.open_reader(fh);
-            return reply.opened(
-                FileHandle(fh),
-                FopenFlags::FOPEN_DIRECT_IO
-                    | FopenFlags::FOPEN_NONSEEKABLE
-                    | FopenFlags::FOPEN_NOFLUSH,
-            );
-        }
-        // Taken before the content: a change while it is built shows as a
-        // newer generation, and the next read rebuilds it.
-        let generation = node.domain().map_or(0, |u| self.feed.generation(u));
-        let content = if reading {
-            match self.content(node) {
-                Ok(c) => c.into_bytes(),
-                Err(e) => {
-                    let (scope, what) = self.describe(node);
-                    return reply.error(self.fail(scope, &format!("read {what}"), &e));
-                }
+        // Streams: seekable, with offsets of their own (see `feed::Reader`),
+        // so `head` may seek back over what it read.
+        match node {
+            Node::Events => {
+                let fh = self.new_handle(Handle::Events);
+                self.feed.open_reader(fh, req.pid());
+                let flags = FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH;
+                return reply.opened(FileHandle(fh), flags);
             }
-        } else {
-            Vec::new()
-        };
-        let input = if writing {
-            Input::for_node(node)
-        } else {
-            Input::None
-        };
-        let fh = self.new_handle(Handle::File {
-            node,
-            content,
-            generation,
-            input,
-            opener: req.pid(),
-        });
-        // Reads bypass the page cache: a size the kernel took from one stat
-        // and pages it took from a snapshot of another moment could tear a
-        // value that changed in between (see the README's speed notes). A
-        // read-only open has nothing to flush, which saves a request.
-        // Writers of one file must not queue behind each other in the
-        // kernel: a `wait` holds its write open until the state comes, and
-        // the command that brings it comes through the same file.
-        let flags = if writing {
-            FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
-        } else {
-            FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH
-        };
-        reply.opened(FileHandle(fh), flags);
+            Node::Wait(uuid, state) => {
+                let fh = self.new_handle(Handle::Wait(uuid, state));
+                let flags = FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH;
+                return reply.opened(FileHandle(fh), flags);
+            }
+            _ => {}
+        }
+        let opener = req.pid();
+        self.watcher().guard(
+            opener,
+            reply,
+            || {
+                // Taken before the content: a change while it is built
+                // shows as a newer generation, and the next read rebuilds it.
+                let generation = node.domain().map_or(0, |u| self.feed.generation(u));
+                if !reading {
+                    return Ok((Vec::new(), generation));
+                }
+                match self.content(node) {
+                    Ok(c) => Ok((c.into_bytes(), generation)),
+                    Err(e) => {
+                        let (scope, what) = self.describe(node);
+                        Err(self.fail(scope, &format!("read {what}"), &e))
+                    }
+                }
+            },
+            |reply, built| {
+                let (content, generation) = match built {
+                    Ok(b) => b,
+                    Err(e) => return reply.error(e),
+                };
+                let input = if writing {
+                    Input::for_node(node)
+                } else {
+                    Input::None
+                };
+                let fh = self.new_handle(Handle::File {
+                    node,
+                    content,
+                    generation,
+                    input,
+                    opener,
+                });
+                // Reads bypass the page cache: a size the kernel took from
+                // one stat and pages it took from a snapshot of another
+                // moment could tear a value that changed in between (see the
+                // README's speed notes). A read-only open has nothing to
+                // flush, which saves a request. Writers of one file need not
+                // queue behind each other in the kernel: a command may take
+                // a back end's time.
+                let flags = if writing {
+                    FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
+                } else {
+                    FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH
+                };
+                reply.opened(FileHandle(fh), flags);
+            },
+        );
     }
 
+    /// Streams park their read in the feed (the handles' lock released
+    /// first); a snapshot's first read may rebuild it, guarded as any
+    /// back-end call.
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let stream = match lock(&self.handles).get(&fh.0) {
+            Some(Handle::Events) => Some(None),
+            Some(Handle::Wait(uuid, state)) => Some(Some((*uuid, *state))),
+            _ => None,
+        };
+        let tid = req.pid();
+        match stream {
+            Some(None) => {
+                let nonblocking = flags.0 & libc::O_NONBLOCK != 0;
+                let size = size as usize;
+                return self
+                    .feed
+                    .read_events(fh.0, offset, size, nonblocking, tid, reply);
+            }
+            // One answer, then the end of the file.
+            Some(Some(_)) if offset > 0 => return reply.data(&[]),
+            // Registered with the interrupt watcher by the feed.
+            Some(Some((uuid, state))) => return self.wait(uuid, state, size as usize, tid, reply),
+            None => {}
+        }
         let slice = |bytes: &[u8]| {
             let start = usize::try_from(offset)
                 .unwrap_or(usize::MAX)
@@ -506,26 +600,32 @@ impl Filesystem for DomFs {
             let end = start.saturating_add(size as usize).min(bytes.len());
             bytes[start..end].to_vec()
         };
-        if offset == 0 {
-            self.refresh(fh.0);
-        }
-        let data = match lock(&self.handles).get(&fh.0) {
-            Some(Handle::Events) => {
-                return self.feed.read_events(fh.0, size as usize, reply);
-            }
-            Some(Handle::File { content, .. }) => slice(content),
-            Some(Handle::Scratch(id)) => match lock(&self.scratch).get(*id) {
-                Some(f) => slice(&f.data),
-                None => return reply.error(Errno::ENOENT),
+        self.watcher().guard(
+            tid,
+            reply,
+            || {
+                if offset == 0 {
+                    self.refresh(fh.0);
+                }
+                match lock(&self.handles).get(&fh.0) {
+                    Some(Handle::File { content, .. }) => Ok(slice(content)),
+                    Some(Handle::Scratch(id)) => match lock(&self.scratch).get(*id) {
+                        Some(f) => Ok(slice(&f.data)),
+                        None => Err(Errno::ENOENT),
+                    },
+                    _ => Err(Errno::EBADF),
+                }
             },
-            _ => return reply.error(Errno::EBADF),
-        };
-        reply.data(&data);
+            |reply, data| match data {
+                Ok(d) => reply.data(&d),
+                Err(e) => reply.error(e),
+            },
+        );
     }
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -562,24 +662,21 @@ impl Filesystem for DomFs {
                 _ => return reply.error(Errno::EBADF),
             }
         };
-        if let (Ok(Pending::Command(line)), Node::File(uuid, DomFile::Control)) = (&gathered, node)
-        {
-            let parsed = std::str::from_utf8(line).ok().map(|t| t.parse::<Command>());
-            if let Some(Ok(Command::Wait(state, secs))) = parsed {
-                return self.wait(uuid, state, secs, reply, data.len() as u32);
-            }
-        }
-        let result = match gathered {
-            Ok(pending) => self.run_pending(node, pending),
-            Err((e, too_big)) => {
-                let errno = self.fail_write(node, data, &e);
-                Err(if too_big { Errno::EFBIG } else { errno })
-            }
-        };
-        match result {
-            Ok(()) => reply.written(data.len() as u32),
-            Err(e) => reply.error(e),
-        }
+        self.watcher().guard(
+            req.pid(),
+            reply,
+            || match gathered {
+                Ok(pending) => self.run_pending(node, pending),
+                Err((e, too_big)) => {
+                    let errno = self.fail_write(node, data, &e);
+                    Err(if too_big { Errno::EFBIG } else { errno })
+                }
+            },
+            |reply, result| match result {
+                Ok(()) => reply.written(data.len() as u32),
+                Err(e) => reply.error(e),
+            },
+        );
     }
 
     /// At each close: a last command written without its newline is applied
@@ -612,15 +709,19 @@ impl Filesystem for DomFs {
             }
             _ => None,
         };
-        let result = match pending {
-            Some((node, Ok(line))) => self.run_pending(node, Pending::Command(line)),
-            Some((node, Err(len))) => Err(self.incomplete(node, len)),
-            None => Ok(()),
-        };
-        match result {
-            Err(e) => reply.error(e),
-            Ok(()) => reply.ok(),
-        }
+        self.watcher().guard(
+            req.pid(),
+            reply,
+            || match pending {
+                Some((node, Ok(line))) => self.run_pending(node, Pending::Command(line)),
+                Some((node, Err(len))) => Err(self.incomplete(node, len)),
+                None => Ok(()),
+            },
+            |reply, result| match result {
+                Err(e) => reply.error(e),
+                Ok(()) => reply.ok(),
+            },
+        );
     }
 
     /// A document that never completed is reported when its last holder
@@ -667,6 +768,18 @@ impl Filesystem for DomFs {
     ) {
         let schedule = flags.contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY);
         let changed = PollEvents::POLLIN | PollEvents::POLLPRI | PollEvents::POLLRDNORM;
+        let wait = match lock(&self.handles).get(&fh.0) {
+            Some(Handle::Wait(uuid, state)) => Some((*uuid, *state)),
+            _ => None,
+        };
+        // Checked with the handles' lock released: it asks the back end.
+        if let Some((uuid, state)) = wait {
+            return reply.poll(if self.poll_wait(uuid, state, schedule.then_some(ph)) {
+                PollEvents::POLLIN | PollEvents::POLLRDNORM
+            } else {
+                PollEvents::empty()
+            });
+        }
         let watched = match lock(&self.handles).get(&fh.0) {
             Some(Handle::Events) => None,
             Some(Handle::File {
@@ -694,18 +807,23 @@ impl Filesystem for DomFs {
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let Some(node) = self.node(ino) else {
             return reply.error(Errno::ENOENT);
         };
-        match self.list(node) {
-            Ok(entries) => {
-                let fh = self.new_handle(Handle::Dir(entries));
-                reply.opened(FileHandle(fh), FopenFlags::empty());
-            }
-            Err(e) if gone(&e) => reply.error(Errno::ENOENT),
-            Err(e) => reply.error(self.fail(None, "list", &e)),
-        }
+        self.watcher().guard(
+            req.pid(),
+            reply,
+            || self.list(node),
+            |reply, listed| match listed {
+                Ok(entries) => {
+                    let fh = self.new_handle(Handle::Dir(entries));
+                    reply.opened(FileHandle(fh), FopenFlags::empty());
+                }
+                Err(e) if gone(&e) => reply.error(Errno::ENOENT),
+                Err(e) => reply.error(self.fail(None, "list", &e)),
+            },
+        );
     }
 
     fn readdir(

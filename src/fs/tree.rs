@@ -2,7 +2,7 @@
 //! UUID, file) and never reused while mounted, so a domain's files keep their
 //! numbers for its whole life and `find`, editors and watchers see stable files.
 
-use crate::model::Uuid;
+use crate::model::{State, Uuid};
 use fuser::FileType;
 use std::collections::HashMap;
 
@@ -140,6 +140,14 @@ impl VcpuFile {
 
 /// The name of a domain's directory of vCPUs.
 pub const VCPU_DIR: &str = "vcpu";
+/// The name of a domain's directory of states to wait for.
+pub const WAIT_DIR: &str = "wait";
+
+/// Whether `name` is one of a domain directory's own entries, which no
+/// editor's temporary file may take.
+pub fn reserved(name: &str) -> bool {
+    DomFile::from_name(name).is_some() || name == VCPU_DIR || name == WAIT_DIR
+}
 
 /// Every node of the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -179,6 +187,10 @@ pub enum Node {
     /// `NAME/vcpu/N/`.
     Vcpu(Uuid, u32),
     VcpuFile(Uuid, u32, VcpuFile),
+    /// `NAME/wait/`: one file per state.
+    WaitDir(Uuid),
+    /// `NAME/wait/STATE`: a read answers once the domain is in the state.
+    Wait(Uuid, State),
 }
 
 /// How writes to a file are applied.
@@ -225,7 +237,8 @@ impl Node {
             | Node::Cells
             | Node::Cell(_)
             | Node::VcpuDir(_)
-            | Node::Vcpu(..) => FileType::Directory,
+            | Node::Vcpu(..)
+            | Node::WaitDir(_) => FileType::Directory,
             Node::IdLink(_) | Node::UuidLink(_) => FileType::Symlink,
             Node::NodeInfo
             | Node::NodeHypervisor
@@ -239,7 +252,8 @@ impl Node {
             | Node::Metrics
             | Node::NodeFreeMemory
             | Node::CellFreeMemory(_)
-            | Node::VcpuFile(..) => FileType::RegularFile,
+            | Node::VcpuFile(..)
+            | Node::Wait(..) => FileType::RegularFile,
         }
     }
 
@@ -254,7 +268,8 @@ impl Node {
             | Node::Cells
             | Node::Cell(_)
             | Node::VcpuDir(_)
-            | Node::Vcpu(..) => 0o555,
+            | Node::Vcpu(..)
+            | Node::WaitDir(_) => 0o555,
             Node::IdLink(_) | Node::UuidLink(_) => 0o777,
             Node::Create | Node::Define | Node::Restore => 0o200,
             Node::NodeInfo
@@ -263,7 +278,8 @@ impl Node {
             | Node::Events
             | Node::Metrics
             | Node::NodeFreeMemory
-            | Node::CellFreeMemory(_) => 0o444,
+            | Node::CellFreeMemory(_)
+            | Node::Wait(..) => 0o444,
             Node::File(_, f) => f.mode(),
             Node::VcpuFile(_, _, f) => f.mode(),
             Node::Scratch(..) => 0o600,
@@ -298,7 +314,9 @@ impl Node {
             | Node::Scratch(u, _)
             | Node::VcpuDir(u)
             | Node::Vcpu(u, _)
-            | Node::VcpuFile(u, _, _) => Some(u),
+            | Node::VcpuFile(u, _, _)
+            | Node::WaitDir(u)
+            | Node::Wait(u, _) => Some(u),
             _ => None,
         }
     }
