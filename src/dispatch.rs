@@ -13,7 +13,8 @@ use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Bus;
 use crate::model::{
-    CpuSet, DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, Uuid, VcpuInfo,
+    BlockStats, CpuSet, DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, InterfaceStats,
+    NodeInfo, SchedParam, Uuid, VcpuInfo,
 };
 use crate::sync::lock;
 use std::path::Path;
@@ -94,6 +95,19 @@ mod checks {
             return Err(Error::invalid("a vCPU must be pinned to at least one CPU"));
         }
         Ok(())
+    }
+
+    /// A device fragment must be one `<disk>` or `<interface>` element
+    /// (the devices the Xen-era API attaches), well formed.
+    pub fn device_xml((_, xml): (&&DomainRef, &&str)) -> Result<()> {
+        let root = crate::model::xml::parse_tree(xml)
+            .map_err(|e| Error::invalid(format!("the device XML does not parse: {e}")))?;
+        match root.name.as_str() {
+            "disk" | "interface" => Ok(()),
+            other => Err(Error::invalid(format!(
+                "<{other}> is not a device domfs attaches (a <disk> or an <interface>)"
+            ))),
+        }
     }
 
     pub fn vcpus((_, count): (&&DomainRef, &u32)) -> Result<()> {

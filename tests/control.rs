@@ -13,7 +13,7 @@ fn suspend_resume_and_the_control_listing() {
     assert_eq!(m.value("test/state"), "paused");
     assert_eq!(
         m.cat("test/control"),
-        "shutdown\nreboot\ndestroy\nresume\nsave PATH\nsetmem SIZE\nsetvcpus N\n"
+        "shutdown\nreboot\ndestroy\nresume\nsave PATH\nsetmem SIZE\nsetvcpus N\ndump PATH\n"
     );
     let frozen = m.value("test/cpu_time");
     std::thread::sleep(std::time::Duration::from_millis(20));

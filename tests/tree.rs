@@ -7,10 +7,11 @@ use common::*;
 use std::process::Command;
 
 const TEST_UUID: &str = "6695eb01-f6a4-8304-79aa-97f2502e193f";
-const DOMAIN_FILES: [&str; 17] = [
+const DOMAIN_FILES: [&str; 20] = [
     "autostart",
     "control",
     "cpu_time",
+    "devices",
     "id",
     "inactive_xml",
     "info",
@@ -19,7 +20,9 @@ const DOMAIN_FILES: [&str; 17] = [
     "max_vcpus",
     "memory",
     "os_type",
+    "sched",
     "state",
+    "stats",
     "uuid",
     "vcpu",
     "vcpus",
@@ -38,7 +41,7 @@ fn ls_shows_the_root_and_a_domain() {
     assert_eq!(files.lines().collect::<Vec<_>>(), DOMAIN_FILES);
     assert_eq!(
         m.sh("ls node").stdout,
-        b"cells\nfree_memory\nhypervisor\ninfo\n"
+        b"capabilities\ncells\nfree_memory\nhypervisor\ninfo\n"
     );
 }
 
@@ -58,7 +61,8 @@ fn modes_and_owner_follow_the_interface() {
         let f: Vec<&str> = line.split(' ').collect();
         let (name, mode, owner) = (f[0], f[1], *f.last().unwrap());
         let want = match name {
-            "." | "test" | "node" | "by-id" | "test/vcpu" | "test/wait" | "node/cells" => "555",
+            "." | "test" | "node" | "by-id" | "test/vcpu" | "test/wait" | "test/sched"
+            | "test/devices" | "test/stats" | "node/cells" => "555",
             "create" | "define" | "restore" => "200",
             "test/xml" | "test/control" | "test/memory" | "test/max_memory" | "test/vcpus"
             | "test/autostart" => "644",
@@ -68,7 +72,7 @@ fn modes_and_owner_follow_the_interface() {
         assert_eq!(owner, uid, "{line}");
         seen += 1;
     }
-    assert_eq!(seen, 8 + 17 + 4, "{text}");
+    assert_eq!(seen, 8 + 20 + 5, "{text}");
     assert!(text.contains("test 555 directory"), "{text}");
     assert!(text.contains("test/state 444 regular"));
 }
@@ -93,7 +97,7 @@ fn every_value_file_of_test_default() {
     );
     assert_eq!(
         m.cat("test/control"),
-        "shutdown\nreboot\ndestroy\nsuspend\nsave PATH\nsetmem SIZE\nsetvcpus N\n"
+        "shutdown\nreboot\ndestroy\nsuspend\nsave PATH\nsetmem SIZE\nsetvcpus N\ndump PATH\n"
     );
     let xml = m.cat("test/xml");
     assert!(xml.starts_with("<domain type='test' id='1'>\n"), "{xml}");

@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::events::Bus;
 pub use crate::model::Operation;
 use crate::model::{
-    CpuSet, DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, Uuid, VcpuInfo,
+    BlockStats, CpuSet, DomainDef, DomainId, DomainInfo, DomainRef, Hypervisor, InterfaceStats,
+    NodeInfo, SchedParam, Uuid, VcpuInfo,
 };
 use std::fmt;
 use std::path::Path;

@@ -79,6 +79,18 @@ pub const ROUTES: Routes = &[
     route(Operation::NodeCellsFreeMemory, &[HV], NS),
     route(Operation::DomainVcpuInfo, &[HV, XEND], NS_OR_GONE),
     route(Operation::PinVcpu, &[HV, XEND], NS),
+    // As xen_unified sent them (the scheduler and capabilities to the
+    // hypervisor, devices and dumps to xend); no Xen driver answers these
+    // yet.
+    route(Operation::DomainSchedulerType, &[HV, XEND], NS_OR_GONE),
+    route(Operation::DomainSchedulerParams, &[HV, XEND], NS_OR_GONE),
+    route(Operation::SetSchedulerParam, &[HV, XEND], NS),
+    route(Operation::NodeCapabilities, &[HV, XEND], NS),
+    route(Operation::CoreDump, &[XEND], NS),
+    route(Operation::AttachDevice, &[XEND], NS),
+    route(Operation::DetachDevice, &[XEND], NS),
+    route(Operation::DomainBlockStats, &[HV, XEND], NS_OR_GONE),
+    route(Operation::DomainInterfaceStats, &[HV, XEND], NS_OR_GONE),
 ];
 
 /// xenstored's socket; Xen 4.15 and later have no read-only one.

@@ -31,6 +31,15 @@ impl DomFs {
                 let cpus = text.parse().map_err(Error::invalid)?;
                 (uuid, Command::PinVcpu(n, cpus))
             }
+            Node::Sched(uuid, knob) => {
+                let value = text.parse::<u64>().map_err(|_| {
+                    Error::invalid(format!(
+                        "{} takes an unsigned number, not '{text}'",
+                        knob.name()
+                    ))
+                })?;
+                (uuid, Command::SetSchedParam(knob.name().to_string(), value))
+            }
             _ => return Err(Error::invalid("not writable")),
         };
         self.run_command(uuid, cmd)
@@ -70,11 +79,13 @@ impl DomFs {
             Command::Suspend => d.suspend(&dom),
             Command::Resume => d.resume(&dom),
             Command::Save(path) => d.save(&dom, &self.image_path(path)?),
+            Command::Dump(path) => d.core_dump(&dom, &self.image_path(path)?),
             Command::SetMemory(kib) => d.set_memory(&dom, *kib),
             Command::SetMaxMemory(kib) => d.set_max_memory(&dom, *kib),
             Command::SetVcpus(n) => d.set_vcpus(&dom, *n),
             Command::SetAutostart(on) => d.set_autostart(&dom, *on),
             Command::PinVcpu(n, cpus) => d.pin_vcpu(&dom, *n, cpus.clone()),
+            Command::SetSchedParam(name, v) => d.set_scheduler_param(&dom, name, *v),
         }?;
         log::info!("{}: {cmd}", dom.name);
         self.settle();
@@ -87,6 +98,18 @@ impl DomFs {
         let text =
             std::str::from_utf8(data).map_err(|_| Error::invalid("the XML is not UTF-8 text"))?;
         let dom = match node {
+            Node::Attach(uuid) | Node::Detach(uuid) => {
+                let dom = self.domain(uuid)?;
+                if matches!(node, Node::Attach(_)) {
+                    self.dispatch.attach_device(&dom, text)?;
+                    log::info!("{}: device attached", dom.name);
+                } else {
+                    self.dispatch.detach_device(&dom, text)?;
+                    log::info!("{}: device detached", dom.name);
+                }
+                self.settle();
+                return Ok(());
+            }
             Node::Create => self.dispatch.create_xml_text(text)?,
             Node::Define => self.dispatch.define_xml_text(text)?,
             Node::File(uuid, DomFile::Xml) => {

@@ -24,6 +24,9 @@ pub enum Command {
     Resume,
     /// Save the domain's state to an absolute path and stop it.
     Save(PathBuf),
+    /// Write the domain's memory to an absolute path as a core dump; the
+    /// domain goes on as it was.
+    Dump(PathBuf),
     /// Set current memory, in KiB.
     SetMemory(u64),
     /// Set maximum memory, in KiB (shut-off domains only).
@@ -34,6 +37,8 @@ pub enum Command {
     SetAutostart(bool),
     /// Pin a vCPU to host CPUs (written to `vcpu/N/affinity`).
     PinVcpu(u32, CpuSet),
+    /// Set a scheduler parameter (written to `sched/<name>`).
+    SetSchedParam(String, u64),
 }
 
 impl Command {
@@ -47,11 +52,13 @@ impl Command {
             Command::Suspend => Operation::Suspend,
             Command::Resume => Operation::Resume,
             Command::Save(_) => Operation::Save,
+            Command::Dump(_) => Operation::CoreDump,
             Command::SetMemory(_) => Operation::SetMemory,
             Command::SetMaxMemory(_) => Operation::SetMaxMemory,
             Command::SetVcpus(_) => Operation::SetVcpus,
             Command::SetAutostart(_) => Operation::SetAutostart,
             Command::PinVcpu(..) => Operation::PinVcpu,
+            Command::SetSchedParam(..) => Operation::SetSchedulerParam,
         }
     }
 
@@ -66,6 +73,7 @@ impl Command {
             Operation::Suspend => Command::Suspend,
             Operation::Resume => Command::Resume,
             Operation::Save => Command::Save(PathBuf::from(arg)),
+            Operation::CoreDump => Command::Dump(PathBuf::from(arg)),
             Operation::SetMemory => match parse_size(arg) {
                 Ok(kib) => Command::SetMemory(kib),
                 Err(e) => return Some(Err(e)),
@@ -98,9 +106,17 @@ impl Command {
             | Operation::NodeFreeMemory
             | Operation::NodeCellsFreeMemory
             | Operation::DomainVcpuInfo
+            | Operation::DomainSchedulerType
+            | Operation::DomainSchedulerParams
+            | Operation::NodeCapabilities
+            | Operation::DomainBlockStats
+            | Operation::DomainInterfaceStats
             // Written to their own files, not to `control`.
             | Operation::SetAutostart
-            | Operation::PinVcpu => return None,
+            | Operation::PinVcpu
+            | Operation::SetSchedulerParam
+            | Operation::AttachDevice
+            | Operation::DetachDevice => return None,
         };
         Some(Ok(parsed))
     }
@@ -219,11 +235,13 @@ impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Command::Save(p) => write!(f, "save {}", p.display()),
+            Command::Dump(p) => write!(f, "dump {}", p.display()),
             Command::SetMemory(k) => write!(f, "setmem {k}"),
             Command::SetMaxMemory(k) => write!(f, "setmaxmem {k}"),
             Command::SetVcpus(n) => write!(f, "setvcpus {n}"),
             Command::SetAutostart(on) => write!(f, "autostart {}", u8::from(*on)),
             Command::PinVcpu(n, cpus) => write!(f, "vcpupin {n} {cpus}"),
+            Command::SetSchedParam(name, v) => write!(f, "schedinfo {name}={v}"),
             other => f.write_str(other.operation().as_str()),
         }
     }

@@ -3,7 +3,10 @@
 //! node and file is an exhaustive match here, so a new one must say what it
 //! shows.
 
-use super::tree::{DomFile, Node, VcpuFile, ROOT_INO, VCPU_DIR, WAIT_DIR};
+use super::tree::{
+    DomFile, Node, SchedKnob, VcpuFile, DEVICES_DIR, ROOT_INO, SCHED_DIR, STATS_DIR, VCPU_DIR,
+    WAIT_DIR,
+};
 use super::{feed, lock, names, DomFs, Entries, Listing, MAX_REFS, TTL, TTL_NONE};
 use crate::error::{Error, Result};
 use crate::model::{DomainId, Operation, State, Uuid};
@@ -108,9 +111,16 @@ impl DomFs {
                     self.domain(uuid)?;
                     return Ok(Node::VcpuDir(uuid));
                 }
-                if name == WAIT_DIR {
+                let dir = match name {
+                    WAIT_DIR => Some(Node::WaitDir(uuid)),
+                    SCHED_DIR => Some(Node::SchedDir(uuid)),
+                    DEVICES_DIR => Some(Node::DevicesDir(uuid)),
+                    STATS_DIR => Some(Node::StatsDir(uuid)),
+                    _ => None,
+                };
+                if let Some(dir) = dir {
                     self.domain(uuid)?;
-                    return Ok(Node::WaitDir(uuid));
+                    return Ok(dir);
                 }
                 lock(&self.scratch)
                     .find(uuid, name)
@@ -152,6 +162,44 @@ impl DomFs {
             Node::Vcpu(uuid, n) => VcpuFile::from_name(name)
                 .map(|f| Node::VcpuFile(uuid, n, f))
                 .ok_or_else(missing),
+            Node::SchedDir(uuid) => {
+                if name == "type" {
+                    self.domain(uuid)?;
+                    return Ok(Node::SchedType(uuid));
+                }
+                let knob = SchedKnob::from_name(name).ok_or_else(missing)?;
+                let dom = self.domain(uuid)?;
+                if self
+                    .dispatch
+                    .domain_scheduler_params(&dom)?
+                    .iter()
+                    .any(|p| p.name == name)
+                {
+                    Ok(Node::Sched(uuid, knob))
+                } else {
+                    Err(missing())
+                }
+            }
+            Node::DevicesDir(uuid) => match name {
+                "attach" => Ok(Node::Attach(uuid)),
+                "detach" => Ok(Node::Detach(uuid)),
+                _ => Err(missing()),
+            },
+            Node::StatsDir(uuid) => match name {
+                "block" => Ok(Node::BlockStatsDir(uuid)),
+                "net" => Ok(Node::NetStatsDir(uuid)),
+                _ => Err(missing()),
+            },
+            Node::BlockStatsDir(uuid) => {
+                let names = self.domain_xml_of(uuid)?.disk_targets();
+                let at = names.iter().position(|n| n == name).ok_or_else(missing)?;
+                Ok(Node::BlockStats(uuid, at as u32))
+            }
+            Node::NetStatsDir(uuid) => {
+                let names = self.domain_xml_of(uuid)?.interface_names();
+                let at = names.iter().position(|n| n == name).ok_or_else(missing)?;
+                Ok(Node::NetStats(uuid, at as u32))
+            }
             Node::WaitDir(uuid) => {
                 let state = State::ALL
                     .into_iter()
@@ -210,6 +258,9 @@ impl DomFs {
                 }
                 push(Node::VcpuDir(uuid), VCPU_DIR.to_string());
                 push(Node::WaitDir(uuid), WAIT_DIR.to_string());
+                push(Node::SchedDir(uuid), SCHED_DIR.to_string());
+                push(Node::DevicesDir(uuid), DEVICES_DIR.to_string());
+                push(Node::StatsDir(uuid), STATS_DIR.to_string());
                 for (id, name) in lock(&self.scratch).in_domain(uuid) {
                     push(Node::Scratch(uuid, id), name);
                 }
@@ -242,6 +293,45 @@ impl DomFs {
             Node::Vcpu(uuid, n) => {
                 for f in VcpuFile::ALL {
                     push(Node::VcpuFile(uuid, n, f), f.name().to_string());
+                }
+            }
+            Node::SchedDir(uuid) => {
+                let dom = self.domain(uuid)?;
+                push(Node::SchedType(uuid), "type".to_string());
+                for p in self.dispatch.domain_scheduler_params(&dom)? {
+                    if let Some(knob) = SchedKnob::from_name(&p.name) {
+                        push(Node::Sched(uuid, knob), p.name);
+                    }
+                }
+            }
+            Node::DevicesDir(uuid) => {
+                self.domain(uuid)?;
+                push(Node::Attach(uuid), "attach".to_string());
+                push(Node::Detach(uuid), "detach".to_string());
+            }
+            Node::StatsDir(uuid) => {
+                self.domain(uuid)?;
+                push(Node::BlockStatsDir(uuid), "block".to_string());
+                push(Node::NetStatsDir(uuid), "net".to_string());
+            }
+            Node::BlockStatsDir(uuid) => {
+                for (i, t) in self
+                    .domain_xml_of(uuid)?
+                    .disk_targets()
+                    .into_iter()
+                    .enumerate()
+                {
+                    push(Node::BlockStats(uuid, i as u32), t);
+                }
+            }
+            Node::NetStatsDir(uuid) => {
+                for (i, n) in self
+                    .domain_xml_of(uuid)?
+                    .interface_names()
+                    .into_iter()
+                    .enumerate()
+                {
+                    push(Node::NetStats(uuid, i as u32), n);
                 }
             }
             Node::WaitDir(uuid) => {
@@ -324,9 +414,51 @@ impl DomFs {
                 format!("{}\n", free / 1024)
             }
             Node::VcpuFile(uuid, n, file) => self.vcpu_file(uuid, n, file)?,
-            Node::Cells | Node::Cell(_) | Node::VcpuDir(_) | Node::Vcpu(..) | Node::WaitDir(_) => {
-                return Err(Error::invalid("not a file"))
+            Node::NodeCapabilities => {
+                let mut caps = self.dispatch.node_capabilities()?;
+                if !caps.ends_with('\n') {
+                    caps.push('\n');
+                }
+                caps
             }
+            Node::SchedType(uuid) => {
+                format!(
+                    "{}\n",
+                    self.dispatch.domain_scheduler_type(&self.domain(uuid)?)?
+                )
+            }
+            Node::Sched(uuid, knob) => {
+                let dom = self.domain(uuid)?;
+                let params = self.dispatch.domain_scheduler_params(&dom)?;
+                let p = params
+                    .iter()
+                    .find(|p| p.name == knob.name())
+                    .ok_or_else(|| {
+                        Error::no_domain(format!("'{}' has no {} parameter", dom.name, knob.name()))
+                    })?;
+                format!("{}\n", p.value)
+            }
+            Node::BlockStats(uuid, at) => {
+                let dom = self.domain(uuid)?;
+                let target = self.device_name(uuid, at, false)?;
+                self.dispatch.domain_block_stats(&dom, &target)?.to_text()
+            }
+            Node::NetStats(uuid, at) => {
+                let dom = self.domain(uuid)?;
+                let name = self.device_name(uuid, at, true)?;
+                self.dispatch.domain_interface_stats(&dom, &name)?.to_text()
+            }
+            Node::Attach(_) | Node::Detach(_) => String::new(),
+            Node::Cells
+            | Node::Cell(_)
+            | Node::VcpuDir(_)
+            | Node::Vcpu(..)
+            | Node::WaitDir(_)
+            | Node::SchedDir(_)
+            | Node::DevicesDir(_)
+            | Node::StatsDir(_)
+            | Node::BlockStatsDir(_)
+            | Node::NetStatsDir(_) => return Err(Error::invalid("not a file")),
             Node::Root
             | Node::ById
             | Node::ByUuid
@@ -397,6 +529,27 @@ fn number(name: &str) -> Option<u32> {
 }
 
 impl DomFs {
+    /// The domain's definition now, whose devices the `stats` directories
+    /// list.
+    fn domain_xml_of(&self, uuid: Uuid) -> Result<crate::model::DomainDef> {
+        let dom = self.domain(uuid)?;
+        self.dispatch.domain_xml(&dom)
+    }
+
+    /// The name of the disk (or interface) at place `at` of the definition.
+    fn device_name(&self, uuid: Uuid, at: u32, interface: bool) -> Result<String> {
+        let def = self.domain_xml_of(uuid)?;
+        let names = if interface {
+            def.interface_names()
+        } else {
+            def.disk_targets()
+        };
+        names
+            .into_iter()
+            .nth(at as usize)
+            .ok_or_else(|| Error::no_domain("the device is gone"))
+    }
+
     /// What a file of `NAME/vcpu/N/` says.
     fn vcpu_file(&self, uuid: Uuid, n: u32, file: VcpuFile) -> Result<String> {
         let dom = self.domain(uuid)?;
@@ -418,13 +571,39 @@ impl DomFs {
     /// call per domain). A domain that vanishes while it is built is left
     /// out rather than failing the whole file.
     fn metrics(&self) -> Result<String> {
+        let d = &self.dispatch;
+        let blocks = d.supports(Operation::DomainBlockStats);
+        let nets = d.supports(Operation::DomainInterfaceStats);
         let mut domains = Vec::new();
-        for dom in self.dispatch.list_domains()? {
-            match self.dispatch.domain_info(&dom) {
-                Ok(info) => domains.push((dom, info)),
-                Err(e) if super::gone(&e) => {}
+        for dom in d.list_domains()? {
+            let info = match d.domain_info(&dom) {
+                Ok(info) => info,
+                Err(e) if super::gone(&e) => continue,
                 Err(e) => return Err(e),
+            };
+            let mut m = super::metrics::DomainMetrics {
+                dom,
+                info,
+                blocks: Vec::new(),
+                nets: Vec::new(),
+            };
+            // Devices count while the domain runs; one that cannot be read
+            // now (gone meanwhile, a back end's hiccup) is left out.
+            if m.dom.id.is_some() && (blocks || nets) {
+                if let Ok(def) = d.domain_xml(&m.dom) {
+                    for t in def.disk_targets().into_iter().filter(|_| blocks) {
+                        if let Ok(s) = d.domain_block_stats(&m.dom, &t) {
+                            m.blocks.push((t, s));
+                        }
+                    }
+                    for n in def.interface_names().into_iter().filter(|_| nets) {
+                        if let Ok(s) = d.domain_interface_stats(&m.dom, &n) {
+                            m.nets.push((n, s));
+                        }
+                    }
+                }
             }
+            domains.push(m);
         }
         Ok(super::metrics::render(&domains))
     }

@@ -3,7 +3,7 @@
 //! collector or a scrape through a small HTTP shim can read the mount.
 //! Pure: domain records in, text out.
 
-use crate::model::{DomainInfo, DomainRef};
+use crate::model::{BlockStats, DomainInfo, DomainRef, InterfaceStats};
 use std::fmt::Write;
 
 /// One metric family: name, type, help text and its value for a domain.
@@ -47,6 +47,89 @@ const FAMILIES: [Family; 5] = [
     },
 ];
 
+/// One domain's numbers: its record, and the counters of each disk and
+/// interface while it runs (none where no driver gives them).
+pub struct DomainMetrics {
+    pub dom: DomainRef,
+    pub info: DomainInfo,
+    pub blocks: Vec<(String, BlockStats)>,
+    pub nets: Vec<(String, InterfaceStats)>,
+}
+
+/// A counter family of a device: name, help, its value.
+type DeviceFamily<S> = (&'static str, &'static str, fn(&S) -> u64);
+
+const BLOCK_FAMILIES: [DeviceFamily<BlockStats>; 5] = [
+    (
+        "domfs_domain_block_read_requests_total",
+        "Read requests of the disk.",
+        |s| s.rd_req,
+    ),
+    (
+        "domfs_domain_block_read_bytes_total",
+        "Bytes read from the disk.",
+        |s| s.rd_bytes,
+    ),
+    (
+        "domfs_domain_block_write_requests_total",
+        "Write requests of the disk.",
+        |s| s.wr_req,
+    ),
+    (
+        "domfs_domain_block_write_bytes_total",
+        "Bytes written to the disk.",
+        |s| s.wr_bytes,
+    ),
+    (
+        "domfs_domain_block_errors_total",
+        "Failed requests of the disk.",
+        |s| s.errs,
+    ),
+];
+
+const NET_FAMILIES: [DeviceFamily<InterfaceStats>; 8] = [
+    (
+        "domfs_domain_net_receive_bytes_total",
+        "Bytes the guest received.",
+        |s| s.rx_bytes,
+    ),
+    (
+        "domfs_domain_net_receive_packets_total",
+        "Packets the guest received.",
+        |s| s.rx_packets,
+    ),
+    (
+        "domfs_domain_net_receive_errors_total",
+        "Receive errors.",
+        |s| s.rx_errs,
+    ),
+    (
+        "domfs_domain_net_receive_drops_total",
+        "Received packets dropped.",
+        |s| s.rx_drop,
+    ),
+    (
+        "domfs_domain_net_transmit_bytes_total",
+        "Bytes the guest sent.",
+        |s| s.tx_bytes,
+    ),
+    (
+        "domfs_domain_net_transmit_packets_total",
+        "Packets the guest sent.",
+        |s| s.tx_packets,
+    ),
+    (
+        "domfs_domain_net_transmit_errors_total",
+        "Transmit errors.",
+        |s| s.tx_errs,
+    ),
+    (
+        "domfs_domain_net_transmit_drops_total",
+        "Sent packets dropped.",
+        |s| s.tx_drop,
+    ),
+];
+
 /// Nanoseconds as exact decimal seconds (a float would round large counters).
 fn seconds(ns: u64) -> String {
     format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
@@ -67,27 +150,62 @@ pub fn escape_label(value: &str) -> String {
     out
 }
 
+/// The domain's labels: `domain`, `uuid` and `id` (`-1` while it is not
+/// running, as the `id` file says).
+fn labels(dom: &DomainRef) -> String {
+    let id = dom.id.map_or_else(|| "-1".to_string(), |i| i.to_string());
+    format!(
+        "domain=\"{}\",uuid=\"{}\",id=\"{id}\"",
+        escape_label(dom.name.as_str()),
+        dom.uuid
+    )
+}
+
 /// The whole file: each family's `# HELP` and `# TYPE` lines, then one
-/// sample per domain labelled `domain`, `uuid` and `id` (`-1` while the
-/// domain is not running, as the `id` file says).
-pub fn render(domains: &[(DomainRef, DomainInfo)]) -> String {
+/// sample per domain (per device for the device counters, with a `device`
+/// or `interface` label).
+pub fn render(domains: &[DomainMetrics]) -> String {
     let mut out = String::new();
     for f in &FAMILIES {
         let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
         let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
-        for (dom, info) in domains {
-            let id = dom.id.map_or_else(|| "-1".to_string(), |i| i.to_string());
+        for d in domains {
             let _ = writeln!(
                 out,
-                "{}{{domain=\"{}\",uuid=\"{}\",id=\"{id}\"}} {}",
+                "{}{{{}}} {}",
                 f.name,
-                escape_label(dom.name.as_str()),
-                dom.uuid,
-                (f.value)(info)
+                labels(&d.dom),
+                (f.value)(&d.info)
             );
         }
     }
+    devices(&mut out, &BLOCK_FAMILIES, "device", domains, |d| &d.blocks);
+    devices(&mut out, &NET_FAMILIES, "interface", domains, |d| &d.nets);
     out
+}
+
+fn devices<S>(
+    out: &mut String,
+    families: &[DeviceFamily<S>],
+    label: &str,
+    domains: &[DomainMetrics],
+    of: fn(&DomainMetrics) -> &Vec<(String, S)>,
+) {
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for d in domains {
+            for (dev, stats) in of(d) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{{},{label}=\"{}\"}} {}",
+                    labels(&d.dom),
+                    escape_label(dev),
+                    value(stats)
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -124,12 +242,23 @@ mod tests {
             cpu_time_ns: 0,
         };
         let text = render(&[
-            (dom("a\"b", Some(DomainId(7))), info.clone()),
-            (dom("c", None), info),
+            DomainMetrics {
+                dom: dom("a\"b", Some(DomainId(7))),
+                info: info.clone(),
+                blocks: vec![("vda".into(), BlockStats::default())],
+                nets: vec![],
+            },
+            DomainMetrics {
+                dom: dom("c", None),
+                info,
+                blocks: vec![],
+                nets: vec![],
+            },
         ]);
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 5);
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 5);
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 10);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 18);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 18);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 15);
+        assert!(text.contains("domfs_domain_block_errors_total{domain=\"a\\\"b\",uuid=\"03030303-0303-0303-0303-030303030303\",id=\"7\",device=\"vda\"} 0\n"));
         assert!(text.contains(
             "domfs_domain_memory_bytes{domain=\"a\\\"b\",uuid=\"03030303-0303-0303-0303-030303030303\",id=\"7\"} 1024\n"
         ));

@@ -308,6 +308,18 @@ impl DomFs {
                 Some(uuid),
                 format!("{}/{}/{n}/{}", name_of(uuid), tree::VCPU_DIR, f.name()),
             ),
+            Node::Sched(uuid, k) => (
+                Some(uuid),
+                format!("{}/{}/{}", name_of(uuid), tree::SCHED_DIR, k.name()),
+            ),
+            Node::Attach(uuid) => (
+                Some(uuid),
+                format!("{}/{}/attach", name_of(uuid), tree::DEVICES_DIR),
+            ),
+            Node::Detach(uuid) => (
+                Some(uuid),
+                format!("{}/{}/detach", name_of(uuid), tree::DEVICES_DIR),
+            ),
             Node::Wait(uuid, state) => (
                 Some(uuid),
                 format!("{}/{}/{state}", name_of(uuid), tree::WAIT_DIR),

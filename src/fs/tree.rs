@@ -138,15 +138,45 @@ impl VcpuFile {
     }
 }
 
+/// A scheduler parameter shown as a file of `NAME/sched/`: the credit
+/// scheduler's two (the test driver's `fair` has the weight alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SchedKnob {
+    Weight,
+    Cap,
+}
+
+impl SchedKnob {
+    pub const ALL: [SchedKnob; 2] = [SchedKnob::Weight, SchedKnob::Cap];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedKnob::Weight => "weight",
+            SchedKnob::Cap => "cap",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SchedKnob> {
+        SchedKnob::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
 /// The name of a domain's directory of vCPUs.
 pub const VCPU_DIR: &str = "vcpu";
+/// A domain's scheduler: `type` and one file per parameter.
+pub const SCHED_DIR: &str = "sched";
+/// A domain's `attach` and `detach` files.
+pub const DEVICES_DIR: &str = "devices";
+/// A domain's statistics: `block/<target>` and `net/<name>`.
+pub const STATS_DIR: &str = "stats";
 /// The name of a domain's directory of states to wait for.
 pub const WAIT_DIR: &str = "wait";
 
 /// Whether `name` is one of a domain directory's own entries, which no
 /// editor's temporary file may take.
 pub fn reserved(name: &str) -> bool {
-    DomFile::from_name(name).is_some() || name == VCPU_DIR || name == WAIT_DIR
+    DomFile::from_name(name).is_some()
+        || [VCPU_DIR, WAIT_DIR, SCHED_DIR, DEVICES_DIR, STATS_DIR].contains(&name)
 }
 
 /// Every node of the tree.
@@ -191,6 +221,30 @@ pub enum Node {
     WaitDir(Uuid),
     /// `NAME/wait/STATE`: a read answers once the domain is in the state.
     Wait(Uuid, State),
+    /// `node/capabilities`: the host's capabilities XML.
+    NodeCapabilities,
+    /// `NAME/sched/`.
+    SchedDir(Uuid),
+    /// `NAME/sched/type`: the scheduler's name.
+    SchedType(Uuid),
+    /// `NAME/sched/<parameter>`.
+    Sched(Uuid, SchedKnob),
+    /// `NAME/devices/`.
+    DevicesDir(Uuid),
+    /// `NAME/devices/attach`: a device XML written here is attached.
+    Attach(Uuid),
+    /// `NAME/devices/detach`: a device XML written here is detached.
+    Detach(Uuid),
+    /// `NAME/stats/`.
+    StatsDir(Uuid),
+    /// `NAME/stats/block/`: one file per disk target.
+    BlockStatsDir(Uuid),
+    /// `NAME/stats/net/`: one file per interface.
+    NetStatsDir(Uuid),
+    /// `NAME/stats/block/<target>`, by the disk's place in the definition.
+    BlockStats(Uuid, u32),
+    /// `NAME/stats/net/<name>`, by the interface's place in the definition.
+    NetStats(Uuid, u32),
 }
 
 /// How writes to a file are applied.
@@ -217,11 +271,12 @@ impl Node {
         ("metrics", Node::Metrics),
     ];
 
-    pub const NODE_ENTRIES: [(&'static str, Node); 4] = [
+    pub const NODE_ENTRIES: [(&'static str, Node); 5] = [
         ("info", Node::NodeInfo),
         ("hypervisor", Node::NodeHypervisor),
         ("free_memory", Node::NodeFreeMemory),
         ("cells", Node::Cells),
+        ("capabilities", Node::NodeCapabilities),
     ];
 
     /// The one file of a cell's directory.
@@ -238,7 +293,12 @@ impl Node {
             | Node::Cell(_)
             | Node::VcpuDir(_)
             | Node::Vcpu(..)
-            | Node::WaitDir(_) => FileType::Directory,
+            | Node::WaitDir(_)
+            | Node::SchedDir(_)
+            | Node::DevicesDir(_)
+            | Node::StatsDir(_)
+            | Node::BlockStatsDir(_)
+            | Node::NetStatsDir(_) => FileType::Directory,
             Node::IdLink(_) | Node::UuidLink(_) => FileType::Symlink,
             Node::NodeInfo
             | Node::NodeHypervisor
@@ -253,7 +313,14 @@ impl Node {
             | Node::NodeFreeMemory
             | Node::CellFreeMemory(_)
             | Node::VcpuFile(..)
-            | Node::Wait(..) => FileType::RegularFile,
+            | Node::Wait(..)
+            | Node::NodeCapabilities
+            | Node::SchedType(_)
+            | Node::Sched(..)
+            | Node::Attach(_)
+            | Node::Detach(_)
+            | Node::BlockStats(..)
+            | Node::NetStats(..) => FileType::RegularFile,
         }
     }
 
@@ -269,9 +336,17 @@ impl Node {
             | Node::Cell(_)
             | Node::VcpuDir(_)
             | Node::Vcpu(..)
-            | Node::WaitDir(_) => 0o555,
+            | Node::WaitDir(_)
+            | Node::SchedDir(_)
+            | Node::DevicesDir(_)
+            | Node::StatsDir(_)
+            | Node::BlockStatsDir(_)
+            | Node::NetStatsDir(_) => 0o555,
             Node::IdLink(_) | Node::UuidLink(_) => 0o777,
-            Node::Create | Node::Define | Node::Restore => 0o200,
+            Node::Create | Node::Define | Node::Restore | Node::Attach(_) | Node::Detach(_) => {
+                0o200
+            }
+            Node::Sched(..) => 0o644,
             Node::NodeInfo
             | Node::NodeHypervisor
             | Node::RootLastError
@@ -279,7 +354,11 @@ impl Node {
             | Node::Metrics
             | Node::NodeFreeMemory
             | Node::CellFreeMemory(_)
-            | Node::Wait(..) => 0o444,
+            | Node::Wait(..)
+            | Node::NodeCapabilities
+            | Node::SchedType(_)
+            | Node::BlockStats(..)
+            | Node::NetStats(..) => 0o444,
             Node::File(_, f) => f.mode(),
             Node::VcpuFile(_, _, f) => f.mode(),
             Node::Scratch(..) => 0o600,
@@ -289,7 +368,11 @@ impl Node {
     /// How writes to this node are applied, or None if it is not writable.
     pub fn write_kind(self) -> Option<WriteKind> {
         match self {
-            Node::Create | Node::Define | Node::File(_, DomFile::Xml) => Some(WriteKind::Document),
+            Node::Create
+            | Node::Define
+            | Node::File(_, DomFile::Xml)
+            | Node::Attach(_)
+            | Node::Detach(_) => Some(WriteKind::Document),
             Node::Restore
             | Node::File(
                 _,
@@ -299,7 +382,8 @@ impl Node {
                 | DomFile::MaxMemory
                 | DomFile::Autostart,
             )
-            | Node::VcpuFile(_, _, VcpuFile::Affinity) => Some(WriteKind::Command),
+            | Node::VcpuFile(_, _, VcpuFile::Affinity)
+            | Node::Sched(..) => Some(WriteKind::Command),
             _ => None,
         }
     }
@@ -316,7 +400,18 @@ impl Node {
             | Node::Vcpu(u, _)
             | Node::VcpuFile(u, _, _)
             | Node::WaitDir(u)
-            | Node::Wait(u, _) => Some(u),
+            | Node::Wait(u, _)
+            | Node::SchedDir(u)
+            | Node::SchedType(u)
+            | Node::Sched(u, _)
+            | Node::DevicesDir(u)
+            | Node::Attach(u)
+            | Node::Detach(u)
+            | Node::StatsDir(u)
+            | Node::BlockStatsDir(u)
+            | Node::NetStatsDir(u)
+            | Node::BlockStats(u, _)
+            | Node::NetStats(u, _) => Some(u),
             _ => None,
         }
     }

@@ -149,3 +149,61 @@ mod tests {
         assert_eq!(v.to_string(), "4.17.3");
     }
 }
+
+/// A scheduler parameter of a domain, as libvirt's typed parameters name
+/// them (`weight`, `cap`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedParam {
+    pub name: String,
+    pub value: u64,
+}
+
+/// A domain's block device counters (`virsh domblkstat`), keyed as virsh
+/// prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockStats {
+    pub rd_req: u64,
+    pub rd_bytes: u64,
+    pub wr_req: u64,
+    pub wr_bytes: u64,
+    pub errs: u64,
+}
+
+impl BlockStats {
+    pub fn to_text(&self) -> String {
+        format!(
+            "rd_req {}\nrd_bytes {}\nwr_req {}\nwr_bytes {}\nerrs {}\n",
+            self.rd_req, self.rd_bytes, self.wr_req, self.wr_bytes, self.errs
+        )
+    }
+}
+
+/// A domain's network interface counters (`virsh domifstat`), keyed as
+/// virsh prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InterfaceStats {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errs: u64,
+    pub rx_drop: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errs: u64,
+    pub tx_drop: u64,
+}
+
+impl InterfaceStats {
+    pub fn to_text(&self) -> String {
+        format!(
+            "rx_bytes {}\nrx_packets {}\nrx_errs {}\nrx_drop {}\ntx_bytes {}\ntx_packets {}\ntx_errs {}\ntx_drop {}\n",
+            self.rx_bytes,
+            self.rx_packets,
+            self.rx_errs,
+            self.rx_drop,
+            self.tx_bytes,
+            self.tx_packets,
+            self.tx_errs,
+            self.tx_drop
+        )
+    }
+}

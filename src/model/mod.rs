@@ -14,7 +14,9 @@ pub mod xml;
 pub use cpulist::{CpuSet, VcpuInfo, VcpuState};
 pub use event::{Event, EventKind, StopReason};
 pub use ids::{DomainId, DomainName, Uuid};
-pub use info::{DomainInfo, DomainRef, Hypervisor, NodeInfo, Version};
+pub use info::{
+    BlockStats, DomainInfo, DomainRef, Hypervisor, InterfaceStats, NodeInfo, SchedParam, Version,
+};
 pub use operation::{Arg, Operation, States};
 pub use state::State;
 pub use xml::DomainDef;

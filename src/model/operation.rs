@@ -114,6 +114,24 @@ macro_rules! with_operations {
             /// Pins a vCPU of an active domain to host CPUs (`domainPinVcpu`).
             PinVcpu "pin vcpu" change(ACTIVE) None,
                 fn pin_vcpu(dom: &DomainRef, vcpu: u32, cpus: CpuSet) -> (), cpu_list;
+            DomainSchedulerType "scheduler type" query(ANY) None,
+                fn domain_scheduler_type(dom: &DomainRef) -> String, none;
+            DomainSchedulerParams "scheduler parameters" query(ANY) None,
+                fn domain_scheduler_params(dom: &DomainRef) -> Vec<SchedParam>, none;
+            SetSchedulerParam "set scheduler parameter" change(ANY) None,
+                fn set_scheduler_param(dom: &DomainRef, name: &str, value: u64) -> (), none;
+            NodeCapabilities "capabilities" query(ANY) None,
+                fn node_capabilities() -> String, none;
+            CoreDump "core dump" change(ACTIVE) Some(("dump", Arg::Path)),
+                fn core_dump(dom: &DomainRef, path: &Path) -> (), absolute_image;
+            AttachDevice "attach device" change(ANY) None,
+                fn attach_device(dom: &DomainRef, xml: &str) -> (), device_xml;
+            DetachDevice "detach device" change(ANY) None,
+                fn detach_device(dom: &DomainRef, xml: &str) -> (), device_xml;
+            DomainBlockStats "block stats" query(ANY) None,
+                fn domain_block_stats(dom: &DomainRef, target: &str) -> BlockStats, none;
+            DomainInterfaceStats "interface stats" query(ANY) None,
+                fn domain_interface_stats(dom: &DomainRef, name: &str) -> InterfaceStats, none;
         }
     };
 }
@@ -301,6 +319,10 @@ mod tests {
                     O::SetVcpus,
                     O::SetAutostart,
                     O::PinVcpu,
+                    O::SetSchedulerParam,
+                    O::CoreDump,
+                    O::AttachDevice,
+                    O::DetachDevice,
                 ],
             ),
             (
@@ -315,6 +337,10 @@ mod tests {
                     O::SetVcpus,
                     O::SetAutostart,
                     O::PinVcpu,
+                    O::SetSchedulerParam,
+                    O::CoreDump,
+                    O::AttachDevice,
+                    O::DetachDevice,
                 ],
             ),
             (
@@ -329,6 +355,10 @@ mod tests {
                     O::SetVcpus,
                     O::SetAutostart,
                     O::PinVcpu,
+                    O::SetSchedulerParam,
+                    O::CoreDump,
+                    O::AttachDevice,
+                    O::DetachDevice,
                 ],
             ),
             (
@@ -343,6 +373,10 @@ mod tests {
                     O::SetVcpus,
                     O::SetAutostart,
                     O::PinVcpu,
+                    O::SetSchedulerParam,
+                    O::CoreDump,
+                    O::AttachDevice,
+                    O::DetachDevice,
                 ],
             ),
             (
@@ -353,6 +387,10 @@ mod tests {
                     O::SetVcpus,
                     O::SetAutostart,
                     O::PinVcpu,
+                    O::SetSchedulerParam,
+                    O::CoreDump,
+                    O::AttachDevice,
+                    O::DetachDevice,
                 ],
             ),
             (
@@ -364,6 +402,9 @@ mod tests {
                     O::SetMaxMemory,
                     O::SetVcpus,
                     O::SetAutostart,
+                    O::SetSchedulerParam,
+                    O::AttachDevice,
+                    O::DetachDevice,
                 ],
             ),
             (
@@ -374,6 +415,10 @@ mod tests {
                     O::SetVcpus,
                     O::SetAutostart,
                     O::PinVcpu,
+                    O::SetSchedulerParam,
+                    O::CoreDump,
+                    O::AttachDevice,
+                    O::DetachDevice,
                 ],
             ),
         ];
@@ -421,7 +466,8 @@ mod tests {
                 "save PATH",
                 "setmem SIZE",
                 "setmaxmem SIZE",
-                "setvcpus N"
+                "setvcpus N",
+                "dump PATH"
             ]
         );
         let mut names: Vec<&str> = O::ALL.iter().map(|o| o.as_str()).collect();

@@ -974,6 +974,53 @@ impl DomainDef {
         &self.root
     }
 
+    /// The `<target dev=...>` of each `<disk>`, in document order: the names
+    /// libvirt's block statistics take.
+    pub fn disk_targets(&self) -> Vec<String> {
+        self.device_attrs("disk", "target", "dev")
+    }
+
+    /// Each `<interface>`'s name for its statistics: its `<target dev=...>`,
+    /// or its MAC address when it has none (libvirt accepts either).
+    pub fn interface_names(&self) -> Vec<String> {
+        let Some(devices) = self.root.child("devices") else {
+            return Vec::new();
+        };
+        devices
+            .elements()
+            .filter(|e| e.name == "interface")
+            .filter_map(|e| {
+                let of = |child: &str, attr: &str| {
+                    e.child(child)
+                        .and_then(|c| c.attr(attr))
+                        .map(str::to_string)
+                };
+                of("target", "dev").or_else(|| of("mac", "address"))
+            })
+            .collect()
+    }
+
+    /// Whether `name` is one of the interfaces: by target or by MAC.
+    pub fn has_interface(&self, name: &str) -> bool {
+        self.interface_names().iter().any(|n| n == name)
+            || self
+                .device_attrs("interface", "mac", "address")
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(name))
+    }
+
+    fn device_attrs(&self, device: &str, child: &str, attr: &str) -> Vec<String> {
+        let Some(devices) = self.root.child("devices") else {
+            return Vec::new();
+        };
+        devices
+            .elements()
+            .filter(|e| e.name == device)
+            .filter_map(|e| e.child(child).and_then(|c| c.attr(attr)))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The `<domain>` child of that name, inserted empty at its canonical
     /// place when absent.
     fn top_child_mut(&mut self, name: &str) -> &mut Element {

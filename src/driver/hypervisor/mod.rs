@@ -458,6 +458,17 @@ impl Driver for HypervisorDriver {
             | Operation::NodeCellsFreeMemory
             | Operation::DomainVcpuInfo
             | Operation::PinVcpu => false,
+            // Issue 26's further operations: no Xen back end here serves
+            // them yet.
+            Operation::DomainSchedulerType
+            | Operation::DomainSchedulerParams
+            | Operation::SetSchedulerParam
+            | Operation::NodeCapabilities
+            | Operation::CoreDump
+            | Operation::AttachDevice
+            | Operation::DetachDevice
+            | Operation::DomainBlockStats
+            | Operation::DomainInterfaceStats => false,
         }
     }
 

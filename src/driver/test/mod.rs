@@ -6,6 +6,7 @@
 //! test driver and this one differ, the difference is documented at the
 //! operation.
 
+mod api;
 mod host;
 pub mod image;
 
@@ -15,8 +16,8 @@ use crate::events::Bus;
 use crate::model::limits;
 use crate::model::xml::LifecycleAction;
 use crate::model::{
-    CpuSet, DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, NodeInfo, State,
-    Uuid, VcpuInfo, VcpuState, Version,
+    BlockStats, CpuSet, DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor,
+    InterfaceStats, NodeInfo, SchedParam, State, Uuid, VcpuInfo, VcpuState, Version,
 };
 use crate::model::{Event, EventKind, StopReason};
 use crate::sync::lock;
@@ -471,7 +472,17 @@ impl Driver for TestDriver {
             | Operation::NodeFreeMemory
             | Operation::NodeCellsFreeMemory
             | Operation::DomainVcpuInfo
-            | Operation::PinVcpu => true,
+            | Operation::PinVcpu
+            | Operation::DomainSchedulerType
+            | Operation::DomainSchedulerParams
+            | Operation::SetSchedulerParam
+            | Operation::NodeCapabilities
+            | Operation::CoreDump
+            | Operation::DomainBlockStats
+            | Operation::DomainInterfaceStats => true,
+            // libvirt 9's test driver attaches and detaches nothing
+            // (`virsh attach-device` answers "not supported").
+            Operation::AttachDevice | Operation::DetachDevice => false,
         }
     }
 
@@ -749,6 +760,78 @@ impl Driver for TestDriver {
         })
     }
 
+    fn domain_scheduler_type(&self, dom: &DomainRef) -> Result<String> {
+        let host = self.host();
+        host.find(dom)?;
+        Ok(api::SCHEDULER.into())
+    }
+
+    fn domain_scheduler_params(&self, dom: &DomainRef) -> Result<Vec<SchedParam>> {
+        let host = self.host();
+        host.find(dom)?;
+        Ok(vec![SchedParam {
+            name: api::WEIGHT.into(),
+            value: api::DEFAULT_WEIGHT,
+        }])
+    }
+
+    /// As libvirt 9's test driver does: a weight that fits its unsigned
+    /// int is accepted and not kept (see `api::DEFAULT_WEIGHT`).
+    fn set_scheduler_param(&self, dom: &DomainRef, name: &str, value: u64) -> Result<()> {
+        let host = self.host();
+        let d = &host.domains[host.find(dom)?];
+        d.check(Operation::SetSchedulerParam)?;
+        if name != api::WEIGHT {
+            return Err(Error::invalid(format!(
+                "invalid scheduler option: {name} (the '{}' scheduler has only '{}')",
+                api::SCHEDULER,
+                api::WEIGHT
+            )));
+        }
+        if u32::try_from(value).is_err() {
+            return Err(Error::invalid(format!(
+                "invalid value for '{name}': {value} is not an unsigned 32-bit number"
+            )));
+        }
+        log::info!(
+            "{}: weight {value} accepted and not kept, as libvirt's test driver does",
+            d.name()
+        );
+        Ok(())
+    }
+
+    fn node_capabilities(&self) -> Result<String> {
+        Ok(api::capabilities(&self.host().node, &CELLS_KIB))
+    }
+
+    fn core_dump(&self, dom: &DomainRef, path: &Path) -> Result<()> {
+        {
+            let host = self.host();
+            host.domains[host.find(dom)?].check(Operation::CoreDump)?;
+        }
+        write_image(path, api::DUMP_CONTENT)
+    }
+
+    fn domain_block_stats(&self, dom: &DomainRef, target: &str) -> Result<BlockStats> {
+        let host = self.host();
+        let d = &host.domains[host.find(dom)?];
+        running_for_stats(d)?;
+        if !d.current_def().disk_targets().iter().any(|t| t == target) {
+            return Err(Error::invalid(format!("invalid path: {target}")));
+        }
+        Ok(api::block_stats())
+    }
+
+    fn domain_interface_stats(&self, dom: &DomainRef, name: &str) -> Result<InterfaceStats> {
+        let host = self.host();
+        let d = &host.domains[host.find(dom)?];
+        running_for_stats(d)?;
+        if !d.current_def().has_interface(name) {
+            return Err(Error::invalid(format!("'{name}' is not a known interface")));
+        }
+        Ok(api::interface_stats())
+    }
+
     fn domain_max_vcpus(&self, dom: &DomainRef) -> Result<u32> {
         let host = self.host();
         Ok(host.domains[host.find(dom)?].current_fields().vcpus)
@@ -841,6 +924,17 @@ impl Driver for TestDriver {
 /// An image file that cannot be read or written: a path that leads nowhere
 /// is bad input (EINVAL), a refusal is a permission problem (EACCES), and
 /// anything else (a full or failing disk) is the back end failing (EIO).
+/// Statistics exist only while a domain runs.
+fn running_for_stats(d: &TestDomain) -> Result<()> {
+    if d.live.is_none() {
+        return Err(Error::state(format!(
+            "domain '{}' is not running",
+            d.name()
+        )));
+    }
+    Ok(())
+}
+
 fn file_error(what: &str, path: &Path, e: &std::io::Error) -> Error {
     let kind = match e.raw_os_error() {
         Some(libc::ENOENT | libc::ENOTDIR | libc::EISDIR | libc::EINVAL | libc::ENAMETOOLONG)
