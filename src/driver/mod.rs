@@ -6,6 +6,7 @@
 //! Drivers never see the filesystem: they speak the model (`DomainRef`,
 //! `DomainInfo`, `DomainDef`, ...) and the one `Error` type.
 
+pub mod dom0stats;
 pub mod hypervisor;
 pub mod libxl;
 pub mod test;

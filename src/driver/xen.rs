@@ -71,7 +71,10 @@ pub const ROUTES: Routes = &[
     route(Operation::SetMemory, &[XS, XEND, HV], NS),
     route(Operation::SetMaxMemory, &[XEND, HV], NS),
     route(Operation::SetVcpus, &[XEND, HV], NS),
-    // As xen_unified sent them; no Xen driver answers these yet.
+    // As xen_unified sent them: the hypervisor answers vCPUs, pinning and
+    // free memory for running domains (xend, which would follow for
+    // defined ones, answers none of these yet); autostart is the
+    // toolstack's, and no Xen driver answers it yet.
     route(Operation::DomainMaxVcpus, &[HV, XEND], NS_OR_GONE),
     route(Operation::DomainAutostart, &[XEND], NS_OR_GONE),
     route(Operation::SetAutostart, &[XEND], NS),

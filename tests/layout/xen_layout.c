@@ -28,6 +28,15 @@ int main(void)
     printf("XEN_DOMCTL_unpausedomain %u\n", XEN_DOMCTL_unpausedomain);
     printf("XEN_DOMCTL_getdomaininfo %u\n", XEN_DOMCTL_getdomaininfo);
     printf("XEN_DOMCTL_max_mem %u\n", XEN_DOMCTL_max_mem);
+    printf("XEN_SYSCTL_numainfo %u\n", XEN_SYSCTL_numainfo);
+    printf("XEN_DOMCTL_setvcpuaffinity %u\n", XEN_DOMCTL_setvcpuaffinity);
+    printf("XEN_DOMCTL_getvcpuinfo %u\n", XEN_DOMCTL_getvcpuinfo);
+    printf("XEN_DOMCTL_getvcpuaffinity %u\n", XEN_DOMCTL_getvcpuaffinity);
+    printf("XEN_VCPUAFFINITY_HARD %u\n", XEN_VCPUAFFINITY_HARD);
+    printf("XEN_INVALID_MAX_VCPU_ID %u\n", XEN_INVALID_MAX_VCPU_ID);
+    /* Stored in u64 fields: print the value those fields hold. */
+    printf("XEN_INVALID_MEM_SZ %llu\n",
+           (unsigned long long)(uint64_t)XEN_INVALID_MEM_SZ);
     printf("__HYPERVISOR_xen_version %u\n", __HYPERVISOR_xen_version);
     printf("__HYPERVISOR_sysctl %u\n", __HYPERVISOR_sysctl);
     printf("__HYPERVISOR_domctl %u\n", __HYPERVISOR_domctl);
@@ -68,6 +77,28 @@ int main(void)
     OFF(xen_arch_domainconfig, misc_flags);
     SIZE(xen_domctl_max_mem);
     OFF(xen_domctl_max_mem, max_memkb);
+    SIZE(xen_domctl_getvcpuinfo);
+    OFF(xen_domctl_getvcpuinfo, vcpu);
+    OFF(xen_domctl_getvcpuinfo, online);
+    OFF(xen_domctl_getvcpuinfo, blocked);
+    OFF(xen_domctl_getvcpuinfo, running);
+    OFF(xen_domctl_getvcpuinfo, cpu_time);
+    OFF(xen_domctl_getvcpuinfo, cpu);
+    SIZE(xenctl_bitmap);
+    OFF(xenctl_bitmap, bitmap);
+    OFF(xenctl_bitmap, nr_bits);
+    SIZE(xen_domctl_vcpuaffinity);
+    OFF(xen_domctl_vcpuaffinity, vcpu);
+    OFF(xen_domctl_vcpuaffinity, flags);
+    OFF(xen_domctl_vcpuaffinity, cpumap_hard);
+    OFF(xen_domctl_vcpuaffinity, cpumap_soft);
+    SIZE(xen_sysctl_meminfo);
+    OFF(xen_sysctl_meminfo, memsize);
+    OFF(xen_sysctl_meminfo, memfree);
+    SIZE(xen_sysctl_numainfo);
+    OFF(xen_sysctl_numainfo, num_nodes);
+    OFF(xen_sysctl_numainfo, meminfo);
+    OFF(xen_sysctl_numainfo, distance);
     SIZE(xen_sysctl_getdomaininfolist);
     OFF(xen_sysctl_getdomaininfolist, first_domain);
     OFF(xen_sysctl_getdomaininfolist, max_domains);

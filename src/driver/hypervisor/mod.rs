@@ -1,6 +1,7 @@
 //! The hypervisor driver: asks Xen directly through privcmd hypercalls for
-//! domain state and info, node info and the version, and pauses, unpauses,
-//! destroys and caps domains. It is the fastest source of state on
+//! domain state and info, vCPUs and their affinity, node info, free memory
+//! per host and NUMA cell, and the version; and pauses, unpauses, destroys,
+//! caps domains and pins vCPUs. It is the fastest source of state on
 //! `xen:///`, so the dispatcher asks it first for those.
 //!
 //! Xen knows no names, so this driver does not list or look up domains: the
@@ -15,12 +16,13 @@ pub mod sys;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // in tests a panic is the failure report
 mod tests;
+pub mod vcpu;
 
 use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, State};
-use crate::model::{Uuid, Version};
-use sys::{Errno, GetDomainInfo, Hypercall, XenDomctl, XenSysctl};
+use crate::model::{CpuSet, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, State};
+use crate::model::{Uuid, VcpuInfo, Version};
+use sys::{Errno, GetDomainInfo, Hypercall, SysctlOut, XenDomctl, XenSysctl};
 
 /// The domctl and sysctl interface versions of one Xen release. Xen refuses
 /// (EACCES) any other version before reading the rest of a request.
@@ -92,6 +94,14 @@ const PAGE_KIB: u64 = 4;
 const DOMID_FIRST_RESERVED: u32 = 0x7ff0;
 /// Entries asked for per `getdomaininfolist` call.
 const LIST_BATCH: usize = 64;
+/// Bytes in one Xen page.
+const PAGE_BYTES: u64 = PAGE_KIB * 1024;
+/// The most NUMA nodes asked for (x86 Xen's `MAX_NUMNODES`).
+const MAX_NODES: u32 = 64;
+/// The most vCPUs read for one domain: above Xen's own limits (HVM 128,
+/// PV 8192 with `max_vcpu_id` counting from 0), so a garbled answer cannot
+/// make a read issue millions of hypercalls.
+const MAX_VCPUS: u32 = 8192;
 
 /// What the hypervisor itself reports about one domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,7 +244,7 @@ impl HypervisorDriver {
         let domid = domid(id)?;
         let mut op = XenDomctl::new(cmd, self.iface.domctl, domid);
         self.hc
-            .domctl(&mut op)
+            .domctl(&mut op, None)
             .map_err(|e| self.ctl_error(what, e))?;
         Ok(op)
     }
@@ -296,7 +306,7 @@ impl HypervisorDriver {
                 ..Default::default()
             });
             self.hc
-                .sysctl(&mut op, Some(&mut batch))
+                .sysctl(&mut op, SysctlOut::Domains(&mut batch))
                 .map_err(|e| self.ctl_error("getdomaininfolist", e))?;
             let n = (op.getdomaininfolist().num_domains as usize).min(LIST_BATCH);
             for raw in &batch[..n] {
@@ -335,9 +345,94 @@ impl HypervisorDriver {
     fn physinfo(&self) -> Result<sys::SysctlPhysinfo> {
         let mut op = XenSysctl::new(sys::SYSCTL_PHYSINFO, self.iface.sysctl);
         self.hc
-            .sysctl(&mut op, None)
+            .sysctl(&mut op, SysctlOut::None)
             .map_err(|e| self.ctl_error("physinfo", e))?;
         Ok(op.physinfo())
+    }
+
+    /// The host CPUs a CPU map covers: `max_cpu_id + 1`, as libxl sizes its
+    /// maps (CPUs that are offline still have their bit).
+    fn cpu_bits(&self) -> Result<u32> {
+        let p = self.physinfo()?;
+        Ok(p.max_cpu_id
+            .saturating_add(1)
+            .min(crate::model::cpulist::MAX_CPU + 1))
+    }
+
+    /// `getvcpuaffinity` or `setvcpuaffinity` of the hard map: `map` goes
+    /// to Xen and comes back as Xen wrote it.
+    fn affinity(
+        &self,
+        cmd: u32,
+        domain: u16,
+        vcpu: u32,
+        map: &mut [u8],
+    ) -> std::result::Result<(), Errno> {
+        let mut ctl = XenDomctl::new(cmd, self.iface.domctl, domain);
+        ctl.set_vcpuaffinity(sys::DomctlVcpuAffinity {
+            vcpu,
+            flags: sys::VCPUAFFINITY_HARD,
+            cpumap_hard: sys::XenctlBitmap {
+                nr_bits: u32::try_from(map.len() * 8).unwrap_or(u32::MAX),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        self.hc.domctl(&mut ctl, Some(map))?;
+        Ok(())
+    }
+
+    /// Each vCPU Xen has for the domain, `0..=max_vcpu_id` as `xl
+    /// vcpu-list` lists them (offline ones too).
+    fn vcpus(&self, raw: &GetDomainInfo) -> Result<Vec<VcpuInfo>> {
+        let count = vcpu::vcpu_count(raw.max_vcpu_id);
+        if count > MAX_VCPUS {
+            return Err(Error::backend(format!(
+                "getdomaininfo says domain {} has {count} vCPUs, more than Xen allows",
+                raw.domain
+            )));
+        }
+        let bits = self.cpu_bits()?;
+        let mut out = Vec::with_capacity(count as usize);
+        for n in 0..count {
+            let mut ctl = XenDomctl::new(sys::DOMCTL_GETVCPUINFO, self.iface.domctl, raw.domain);
+            ctl.set_getvcpuinfo(sys::DomctlGetVcpuInfo {
+                vcpu: n,
+                ..Default::default()
+            });
+            self.hc
+                .domctl(&mut ctl, None)
+                .map_err(|e| self.ctl_error("getvcpuinfo", e))?;
+            let info = ctl.getvcpuinfo();
+            let mut map = vec![0u8; vcpu::map_len(bits)];
+            self.affinity(sys::DOMCTL_GETVCPUAFFINITY, raw.domain, n, &mut map)
+                .map_err(|e| self.ctl_error("getvcpuaffinity", e))?;
+            out.push(vcpu::vcpu_info(
+                &sys::DomctlGetVcpuInfo { vcpu: n, ..info },
+                vcpu::cpus_from_map(&map, bits),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// `numainfo`: how many nodes Xen has, then their sizes.
+    fn nodes(&self) -> Result<Vec<sys::SysctlMeminfo>> {
+        let mut op = XenSysctl::new(sys::SYSCTL_NUMAINFO, self.iface.sysctl);
+        self.hc
+            .sysctl(&mut op, SysctlOut::None)
+            .map_err(|e| self.ctl_error("numainfo", e))?;
+        let want = op.numainfo().num_nodes.min(MAX_NODES);
+        let mut nodes = vec![sys::SysctlMeminfo::default(); want as usize];
+        let mut op = XenSysctl::new(sys::SYSCTL_NUMAINFO, self.iface.sysctl);
+        op.set_numainfo(sys::SysctlNumaInfo {
+            num_nodes: want,
+            ..Default::default()
+        });
+        self.hc
+            .sysctl(&mut op, SysctlOut::Nodes(&mut nodes))
+            .map_err(|e| self.ctl_error("numainfo", e))?;
+        nodes.truncate(op.numainfo().num_nodes.min(want) as usize);
+        Ok(nodes)
     }
 
     /// Checks the state table, then issues a domctl that changes `dom`.
@@ -347,7 +442,7 @@ impl HypervisorDriver {
         Error::check_state(op, state, dom.name.as_str())?;
         let id = DomainId(u32::from(raw.domain));
         let mut ctl = XenDomctl::new(cmd, self.iface.domctl, raw.domain);
-        self.hc.domctl(&mut ctl).map_err(|e| match e {
+        self.hc.domctl(&mut ctl, None).map_err(|e| match e {
             // Xen's EINVAL here: the domain we run in, or a pause count
             // that would leave its range.
             libc::EINVAL | libc::EOVERFLOW => Error::state(format!(
@@ -431,7 +526,12 @@ impl Driver for HypervisorDriver {
             | Operation::Suspend
             | Operation::Resume
             | Operation::Destroy
-            | Operation::SetMaxMemory => true,
+            | Operation::SetMaxMemory
+            | Operation::DomainMaxVcpus
+            | Operation::NodeFreeMemory
+            | Operation::NodeCellsFreeMemory
+            | Operation::DomainVcpuInfo
+            | Operation::PinVcpu => true,
             Operation::ListActive
             | Operation::ListDefined
             | Operation::LookupByName
@@ -450,16 +550,9 @@ impl Driver for HypervisorDriver {
             | Operation::Restore
             | Operation::SetMemory
             | Operation::SetVcpus => false,
-            // The Xen drivers do not answer these yet (issue 26).
-            Operation::DomainMaxVcpus
-            | Operation::DomainAutostart
-            | Operation::SetAutostart
-            | Operation::NodeFreeMemory
-            | Operation::NodeCellsFreeMemory
-            | Operation::DomainVcpuInfo
-            | Operation::PinVcpu => false,
-            // Issue 26's further operations: no Xen back end here serves
-            // them yet.
+            // Autostart is the toolstack's (libxl), not Xen's.
+            Operation::DomainAutostart | Operation::SetAutostart => false,
+            // Issue 26's further operations: not served here yet.
             Operation::DomainSchedulerType
             | Operation::DomainSchedulerParams
             | Operation::SetSchedulerParam
@@ -538,7 +631,7 @@ impl Driver for HypervisorDriver {
     fn destroy(&self, dom: &DomainRef) -> Result<()> {
         let raw = self.checked_info(dom, Operation::Destroy)?;
         let mut ctl = XenDomctl::new(sys::DOMCTL_DESTROYDOMAIN, self.iface.domctl, raw.domain);
-        self.hc.domctl(&mut ctl).map_err(|e| match e {
+        self.hc.domctl(&mut ctl, None).map_err(|e| match e {
             libc::EINVAL => Error::state(format!(
                 "Xen refused to destroy domain {} (EINVAL): domfs cannot destroy the domain \
                  it runs in",
@@ -565,8 +658,64 @@ impl Driver for HypervisorDriver {
         let mut ctl = XenDomctl::new(sys::DOMCTL_MAX_MEM, self.iface.domctl, raw.domain);
         ctl.set_max_mem(sys::DomctlMaxMem { max_memkb: kib });
         self.hc
-            .domctl(&mut ctl)
+            .domctl(&mut ctl, None)
             .map_err(|e| self.ctl_error("max_mem", e))?;
         Ok(())
+    }
+
+    fn domain_max_vcpus(&self, dom: &DomainRef) -> Result<u32> {
+        let raw = self.checked_info(dom, Operation::DomainMaxVcpus)?;
+        Ok(vcpu::vcpu_count(raw.max_vcpu_id))
+    }
+
+    fn domain_vcpu_info(&self, dom: &DomainRef) -> Result<Vec<VcpuInfo>> {
+        let raw = self.checked_info(dom, Operation::DomainVcpuInfo)?;
+        self.vcpus(&raw)
+    }
+
+    /// Sets the hard affinity, as `xl vcpu-pin DOM VCPU LIST` does. Every
+    /// CPU must be one the host has (below physinfo's `max_cpu_id + 1`),
+    /// checked before Xen is asked, so a bad list changes nothing; Xen
+    /// itself refuses (EINVAL) a set with no CPU of the domain's pool.
+    fn pin_vcpu(&self, dom: &DomainRef, vcpu: u32, cpus: CpuSet) -> Result<()> {
+        let raw = self.checked_info(dom, Operation::PinVcpu)?;
+        Error::check_state(
+            Operation::PinVcpu,
+            state_from_flags(raw.flags),
+            dom.name.as_str(),
+        )?;
+        let count = vcpu::vcpu_count(raw.max_vcpu_id);
+        if vcpu >= count {
+            return Err(Error::invalid(format!(
+                "vcpu {vcpu} is not present: domain '{}' has {count}",
+                dom.name
+            )));
+        }
+        let bits = self.cpu_bits()?;
+        let mut map = vcpu::map_from_cpus(&cpus, bits).map_err(|missing| {
+            Error::invalid(format!(
+                "CPU {missing} in '{cpus}' is not on this host (it has CPUs 0-{})",
+                bits.saturating_sub(1)
+            ))
+        })?;
+        self.affinity(sys::DOMCTL_SETVCPUAFFINITY, raw.domain, vcpu, &mut map)
+            .map_err(|e| match e {
+                libc::EINVAL => Error::invalid(format!(
+                    "Xen refused to pin vcpu {vcpu} of '{}' to {cpus} (EINVAL): none of \
+                     those CPUs is online in the domain's CPU pool",
+                    dom.name
+                )),
+                _ => self.ctl_error("setvcpuaffinity", e),
+            })
+    }
+
+    /// physinfo's free pages, in bytes (libvirt's `nodeGetFreeMemory`).
+    fn node_free_memory(&self) -> Result<u64> {
+        Ok(self.physinfo()?.free_pages.saturating_mul(PAGE_BYTES))
+    }
+
+    /// numainfo's free bytes of each node, by node number.
+    fn node_cells_free_memory(&self) -> Result<Vec<u64>> {
+        Ok(self.nodes()?.iter().map(vcpu::cell_free_bytes).collect())
     }
 }

@@ -39,11 +39,24 @@ pub const XENVER_CAPABILITIES_LEN: usize = 1024;
 
 pub const SYSCTL_PHYSINFO: u32 = 3;
 pub const SYSCTL_GETDOMAININFOLIST: u32 = 6;
+pub const SYSCTL_NUMAINFO: u32 = 17;
 pub const DOMCTL_DESTROYDOMAIN: u32 = 2;
 pub const DOMCTL_PAUSEDOMAIN: u32 = 3;
 pub const DOMCTL_UNPAUSEDOMAIN: u32 = 4;
 pub const DOMCTL_GETDOMAININFO: u32 = 5;
+pub const DOMCTL_SETVCPUAFFINITY: u32 = 9;
 pub const DOMCTL_MAX_MEM: u32 = 11;
+pub const DOMCTL_GETVCPUINFO: u32 = 14;
+pub const DOMCTL_GETVCPUAFFINITY: u32 = 25;
+/// `XEN_VCPUAFFINITY_HARD`: the CPUs a vCPU may run on (what `xl vcpu-pin`
+/// sets first); soft affinity is a scheduling preference domfs leaves alone.
+pub const VCPUAFFINITY_HARD: u32 = 1;
+/// `XEN_INVALID_MAX_VCPU_ID`: getdomaininfo's `max_vcpu_id` of a domain
+/// without vCPUs.
+pub const INVALID_MAX_VCPU_ID: u32 = !0;
+/// `XEN_INVALID_MEM_SZ` (`~0U`, stored in a u64 field): numainfo's sizes of
+/// a node that is not online.
+pub const INVALID_MEM_SZ: u64 = 0xffff_ffff;
 
 /// The constants above under their C names, for the layout test.
 pub const CONSTANTS: &[(&str, u64)] = &[
@@ -66,6 +79,13 @@ pub const CONSTANTS: &[(&str, u64)] = &[
     ("XEN_DOMCTL_unpausedomain", DOMCTL_UNPAUSEDOMAIN as u64),
     ("XEN_DOMCTL_getdomaininfo", DOMCTL_GETDOMAININFO as u64),
     ("XEN_DOMCTL_max_mem", DOMCTL_MAX_MEM as u64),
+    ("XEN_SYSCTL_numainfo", SYSCTL_NUMAINFO as u64),
+    ("XEN_DOMCTL_setvcpuaffinity", DOMCTL_SETVCPUAFFINITY as u64),
+    ("XEN_DOMCTL_getvcpuinfo", DOMCTL_GETVCPUINFO as u64),
+    ("XEN_DOMCTL_getvcpuaffinity", DOMCTL_GETVCPUAFFINITY as u64),
+    ("XEN_VCPUAFFINITY_HARD", VCPUAFFINITY_HARD as u64),
+    ("XEN_INVALID_MAX_VCPU_ID", INVALID_MAX_VCPU_ID as u64),
+    ("XEN_INVALID_MEM_SZ", INVALID_MEM_SZ),
 ];
 
 /// `struct xen_arch_domainconfig` (x86).
@@ -107,6 +127,22 @@ pub struct DomctlMaxMem {
     pub max_memkb: u64,
 }
 
+/// `struct xen_domctl_getvcpuinfo` (24 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DomctlGetVcpuInfo {
+    pub vcpu: u32,
+    pub online: u8,
+    pub blocked: u8,
+    pub running: u8,
+    pub pad0: u8,
+    /// Nanoseconds.
+    pub cpu_time: u64,
+    /// The host CPU it runs on, or last ran on.
+    pub cpu: u32,
+    pub pad1: u32,
+}
+
 /// A guest handle: an address in this process that Xen writes through.
 /// Only this module makes one (from a hypercall buffer it owns, right
 /// before the call that uses it), so safe code cannot point Xen at any
@@ -131,6 +167,48 @@ pub struct SysctlGetDomainInfoList {
     pub buffer: GuestHandle,
     pub num_domains: u32,
     pub pad1: u32,
+}
+
+/// `struct xenctl_bitmap`: a guest handle to a byte map of `nr_bits` bits
+/// (bit `n` is bit `n % 8` of byte `n / 8`). [`Hypercall::domctl`] sets
+/// the handle and bounds `nr_bits` by the buffer it gives Xen.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XenctlBitmap {
+    pub bitmap: GuestHandle,
+    pub nr_bits: u32,
+    pub pad: u32,
+}
+
+/// `struct xen_domctl_vcpuaffinity`, for both `getvcpuaffinity` and
+/// `setvcpuaffinity` (in/out: Xen writes back the effective hard map).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DomctlVcpuAffinity {
+    pub vcpu: u32,
+    pub flags: u32,
+    pub cpumap_hard: XenctlBitmap,
+    pub cpumap_soft: XenctlBitmap,
+}
+
+/// `struct xen_sysctl_meminfo`: one NUMA node's sizes, in bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SysctlMeminfo {
+    pub memsize: u64,
+    pub memfree: u64,
+}
+
+/// `struct xen_sysctl_numainfo`. `meminfo` and `distance` are guest
+/// handles that [`Hypercall::sysctl`] sets (distance always null: domfs
+/// does not ask for the distance matrix).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SysctlNumaInfo {
+    pub num_nodes: u32,
+    pub pad: u32,
+    pub meminfo: GuestHandle,
+    pub distance: GuestHandle,
 }
 
 /// `struct xen_sysctl_physinfo` (Xen 4.17, 112 bytes).
@@ -162,6 +240,7 @@ pub struct SysctlPhysinfo {
 pub union SysctlPayload {
     pub getdomaininfolist: SysctlGetDomainInfoList,
     pub physinfo: SysctlPhysinfo,
+    pub numainfo: SysctlNumaInfo,
     pub pad: [u8; 128],
 }
 
@@ -181,6 +260,8 @@ pub struct XenSysctl {
 pub union DomctlPayload {
     pub getdomaininfo: GetDomainInfo,
     pub max_mem: DomctlMaxMem,
+    pub getvcpuinfo: DomctlGetVcpuInfo,
+    pub vcpuaffinity: DomctlVcpuAffinity,
     pub pad: [u8; 128],
 }
 
@@ -219,6 +300,13 @@ impl XenSysctl {
     pub fn set_physinfo(&mut self, v: SysctlPhysinfo) {
         self.u.physinfo = v;
     }
+    pub fn numainfo(&self) -> SysctlNumaInfo {
+        // SAFETY: as in `getdomaininfolist`: plain integers, fully initialised.
+        unsafe { self.u.numainfo }
+    }
+    pub fn set_numainfo(&mut self, v: SysctlNumaInfo) {
+        self.u.numainfo = v;
+    }
 }
 
 impl XenDomctl {
@@ -246,6 +334,20 @@ impl XenDomctl {
     }
     pub fn set_max_mem(&mut self, v: DomctlMaxMem) {
         self.u.max_mem = v;
+    }
+    pub fn getvcpuinfo(&self) -> DomctlGetVcpuInfo {
+        // SAFETY: as in `getdomaininfo`: plain integers, fully initialised.
+        unsafe { self.u.getvcpuinfo }
+    }
+    pub fn set_getvcpuinfo(&mut self, v: DomctlGetVcpuInfo) {
+        self.u.getvcpuinfo = v;
+    }
+    pub fn vcpuaffinity(&self) -> DomctlVcpuAffinity {
+        // SAFETY: as in `getdomaininfo`: plain integers, fully initialised.
+        unsafe { self.u.vcpuaffinity }
+    }
+    pub fn set_vcpuaffinity(&mut self, v: DomctlVcpuAffinity) {
+        self.u.vcpuaffinity = v;
     }
 }
 
@@ -341,6 +443,53 @@ pub const LAYOUTS: &[Layout] = &[
         fields: &[("max_memkb", offset_of!(DomctlMaxMem, max_memkb))],
     },
     Layout {
+        name: "xen_domctl_getvcpuinfo",
+        size: size_of::<DomctlGetVcpuInfo>(),
+        fields: &[
+            ("vcpu", offset_of!(DomctlGetVcpuInfo, vcpu)),
+            ("online", offset_of!(DomctlGetVcpuInfo, online)),
+            ("blocked", offset_of!(DomctlGetVcpuInfo, blocked)),
+            ("running", offset_of!(DomctlGetVcpuInfo, running)),
+            ("cpu_time", offset_of!(DomctlGetVcpuInfo, cpu_time)),
+            ("cpu", offset_of!(DomctlGetVcpuInfo, cpu)),
+        ],
+    },
+    Layout {
+        name: "xenctl_bitmap",
+        size: size_of::<XenctlBitmap>(),
+        fields: &[
+            ("bitmap", offset_of!(XenctlBitmap, bitmap)),
+            ("nr_bits", offset_of!(XenctlBitmap, nr_bits)),
+        ],
+    },
+    Layout {
+        name: "xen_domctl_vcpuaffinity",
+        size: size_of::<DomctlVcpuAffinity>(),
+        fields: &[
+            ("vcpu", offset_of!(DomctlVcpuAffinity, vcpu)),
+            ("flags", offset_of!(DomctlVcpuAffinity, flags)),
+            ("cpumap_hard", offset_of!(DomctlVcpuAffinity, cpumap_hard)),
+            ("cpumap_soft", offset_of!(DomctlVcpuAffinity, cpumap_soft)),
+        ],
+    },
+    Layout {
+        name: "xen_sysctl_meminfo",
+        size: size_of::<SysctlMeminfo>(),
+        fields: &[
+            ("memsize", offset_of!(SysctlMeminfo, memsize)),
+            ("memfree", offset_of!(SysctlMeminfo, memfree)),
+        ],
+    },
+    Layout {
+        name: "xen_sysctl_numainfo",
+        size: size_of::<SysctlNumaInfo>(),
+        fields: &[
+            ("num_nodes", offset_of!(SysctlNumaInfo, num_nodes)),
+            ("meminfo", offset_of!(SysctlNumaInfo, meminfo)),
+            ("distance", offset_of!(SysctlNumaInfo, distance)),
+        ],
+    },
+    Layout {
         name: "xen_sysctl_getdomaininfolist",
         size: size_of::<SysctlGetDomainInfoList>(),
         fields: &[
@@ -394,18 +543,49 @@ pub const LAYOUTS: &[Layout] = &[
     },
 ];
 
+/// The array a sysctl's guest handle points at, as the caller sees it:
+/// [`Hypercall::sysctl`] gives Xen a buffer of the same length and copies
+/// at most that many entries back.
+pub enum SysctlOut<'a> {
+    None,
+    /// For `getdomaininfolist`.
+    Domains(&'a mut [GetDomainInfo]),
+    /// For `numainfo`.
+    Nodes(&'a mut [SysctlMeminfo]),
+}
+
+impl SysctlOut<'_> {
+    fn len(&self) -> usize {
+        match self {
+            SysctlOut::None => 0,
+            SysctlOut::Domains(o) => o.len(),
+            SysctlOut::Nodes(o) => o.len(),
+        }
+    }
+    fn entry_size(&self) -> usize {
+        match self {
+            SysctlOut::None => 0,
+            SysctlOut::Domains(_) => size_of::<GetDomainInfo>(),
+            SysctlOut::Nodes(_) => size_of::<SysctlMeminfo>(),
+        }
+    }
+}
+
 /// "Issue this hypercall": the one seam between the driver's logic and the
 /// kernel. [`Privcmd`] is the real one; the unit tests use a test double.
 pub trait Hypercall: Send + Sync {
     /// `xen_version(cmd, out)`: the hypercall's result, `out` filled for
     /// the sub-ops that return a string.
     fn xen_version(&self, cmd: u32, out: Option<&mut [u8]>) -> Result<i64, Errno>;
-    /// `sysctl(op)`. For `getdomaininfolist` the implementation points the
-    /// request's buffer handle at memory Xen may write and copies at most
-    /// `out.len()` entries back.
-    fn sysctl(&self, op: &mut XenSysctl, out: Option<&mut [GetDomainInfo]>) -> Result<i64, Errno>;
-    /// `domctl(op)`.
-    fn domctl(&self, op: &mut XenDomctl) -> Result<i64, Errno>;
+    /// `sysctl(op)`. For `getdomaininfolist` and `numainfo` the
+    /// implementation points the request's handles at memory Xen may write,
+    /// caps the count asked for at `out`'s length and copies at most that
+    /// many entries back.
+    fn sysctl(&self, op: &mut XenSysctl, out: SysctlOut<'_>) -> Result<i64, Errno>;
+    /// `domctl(op)`. For `getvcpuaffinity` and `setvcpuaffinity` (hard
+    /// affinity only), `cpumap` is the CPU byte map: sent to Xen, and
+    /// replaced by the map Xen writes back; `nr_bits` is capped at its size.
+    fn domctl(&self, op: &mut XenDomctl, cpumap: Option<&mut [u8]>) -> Result<i64, Errno>;
 }
 
 const PAGE: usize = 4096;
@@ -477,6 +657,18 @@ impl HypercallBuf {
         unsafe {
             let p = self.ptr.add(at).cast::<T>();
             p.write(*value);
+            p as u64
+        }
+    }
+
+    /// Copies `bytes` to offset `at` and returns their address.
+    fn put_bytes(&mut self, at: usize, bytes: &[u8]) -> u64 {
+        assert!(at + bytes.len() <= self.len);
+        // SAFETY: in bounds (checked above); `bytes` is caller memory, never
+        // inside this mapping, so the ranges do not overlap.
+        unsafe {
+            let p = self.ptr.add(at);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
             p as u64
         }
     }
@@ -576,52 +768,100 @@ impl Hypercall for Privcmd {
 
     /// Every guest handle of the request is set here, from `buf`, whatever
     /// the caller left in it (a handle copied from an earlier answer points
-    /// at a buffer that is gone); a command whose handles this does not know
-    /// is refused.
-    fn sysctl(&self, op: &mut XenSysctl, out: Option<&mut [GetDomainInfo]>) -> Result<i64, Errno> {
+    /// at a buffer that is gone), and every count Xen writes up to is capped
+    /// at the buffer's entries; a command whose handles this does not know,
+    /// or an output array of the wrong kind, is refused.
+    fn sysctl(&self, op: &mut XenSysctl, mut out: SysctlOut<'_>) -> Result<i64, Errno> {
         let head = size_of::<XenSysctl>().next_multiple_of(8);
-        let n = out.as_ref().map_or(0, |o| o.len());
-        let mut buf = self.buf(head + n * size_of::<GetDomainInfo>())?;
-        match op.cmd {
-            SYSCTL_GETDOMAININFOLIST => {
+        let n = out.len();
+        let mut buf = self.buf(head + n * out.entry_size())?;
+        let array = |buf: &HypercallBuf| {
+            if n > 0 {
+                GuestHandle(buf.addr(head))
+            } else {
+                GuestHandle::NULL
+            }
+        };
+        let bound = u32::try_from(n).unwrap_or(u32::MAX);
+        match (op.cmd, &out) {
+            (SYSCTL_GETDOMAININFOLIST, SysctlOut::None | SysctlOut::Domains(_)) => {
                 let mut list = op.getdomaininfolist();
-                if n > 0 {
-                    list.buffer = GuestHandle(buf.addr(head));
-                    list.max_domains = list.max_domains.min(n as u32);
-                } else {
-                    list.buffer = GuestHandle::NULL;
-                    list.max_domains = 0;
-                }
+                list.buffer = array(&buf);
+                list.max_domains = list.max_domains.min(bound);
                 op.set_getdomaininfolist(list);
             }
-            SYSCTL_PHYSINFO if n == 0 => {}
+            // With both handles null Xen only reports how many nodes it has.
+            (SYSCTL_NUMAINFO, SysctlOut::None | SysctlOut::Nodes(_)) => {
+                let mut numa = op.numainfo();
+                numa.meminfo = array(&buf);
+                numa.distance = GuestHandle::NULL;
+                if n > 0 {
+                    numa.num_nodes = numa.num_nodes.min(bound);
+                }
+                op.set_numainfo(numa);
+            }
+            (SYSCTL_PHYSINFO, SysctlOut::None) => {}
             _ => return Err(libc::EINVAL),
         }
         let addr = buf.put(0, op);
         let r = self.call(HYPERVISOR_SYSCTL, addr, 0);
         *op = buf.get(0);
         let r = r?;
-        if let Some(out) = out {
-            let got = (op.getdomaininfolist().num_domains as usize).min(n);
-            for (i, slot) in out.iter_mut().enumerate().take(got) {
-                *slot = buf.get(head + i * size_of::<GetDomainInfo>());
+        match &mut out {
+            SysctlOut::None => {}
+            SysctlOut::Domains(o) => {
+                let got = (op.getdomaininfolist().num_domains as usize).min(n);
+                for (i, slot) in o.iter_mut().enumerate().take(got) {
+                    *slot = buf.get(head + i * size_of::<GetDomainInfo>());
+                }
+            }
+            SysctlOut::Nodes(o) => {
+                let got = (op.numainfo().num_nodes as usize).min(n);
+                for (i, slot) in o.iter_mut().enumerate().take(got) {
+                    *slot = buf.get(head + i * size_of::<SysctlMeminfo>());
+                }
             }
         }
         Ok(r)
     }
 
-    /// Only commands without guest handles (the ones domfs issues).
-    fn domctl(&self, op: &mut XenDomctl) -> Result<i64, Errno> {
-        match op.cmd {
-            DOMCTL_DESTROYDOMAIN | DOMCTL_PAUSEDOMAIN | DOMCTL_UNPAUSEDOMAIN
-            | DOMCTL_GETDOMAININFO | DOMCTL_MAX_MEM => {}
+    /// The commands domfs issues: those without guest handles, and the
+    /// hard-affinity get and set, whose one bitmap handle is set here to a
+    /// copy of `cpumap` (the soft map's handle is null, with no bits).
+    fn domctl(&self, op: &mut XenDomctl, cpumap: Option<&mut [u8]>) -> Result<i64, Errno> {
+        let head = size_of::<XenDomctl>().next_multiple_of(8);
+        let map_len = cpumap.as_ref().map_or(0, |m| m.len());
+        let mut buf = self.buf(head + map_len)?;
+        match (op.cmd, &cpumap) {
+            (
+                DOMCTL_DESTROYDOMAIN | DOMCTL_PAUSEDOMAIN | DOMCTL_UNPAUSEDOMAIN
+                | DOMCTL_GETDOMAININFO | DOMCTL_MAX_MEM | DOMCTL_GETVCPUINFO,
+                None,
+            ) => {}
+            (DOMCTL_GETVCPUAFFINITY | DOMCTL_SETVCPUAFFINITY, Some(map)) if !map.is_empty() => {
+                let mut aff = op.vcpuaffinity();
+                if aff.flags != VCPUAFFINITY_HARD {
+                    return Err(libc::EINVAL);
+                }
+                let bits = u32::try_from(map_len.saturating_mul(8)).unwrap_or(u32::MAX);
+                aff.cpumap_hard = XenctlBitmap {
+                    bitmap: GuestHandle(buf.put_bytes(head, map)),
+                    nr_bits: aff.cpumap_hard.nr_bits.min(bits),
+                    pad: 0,
+                };
+                aff.cpumap_soft = XenctlBitmap::default();
+                op.set_vcpuaffinity(aff);
+            }
             _ => return Err(libc::EINVAL),
         }
-        let mut buf = self.buf(size_of::<XenDomctl>())?;
         let addr = buf.put(0, op);
         let r = self.call(HYPERVISOR_DOMCTL, addr, 0);
         *op = buf.get(0);
-        r
+        let r = r?;
+        if let Some(map) = cpumap {
+            map.copy_from_slice(buf.bytes(head, map_len));
+        }
+        Ok(r)
     }
 }
 
@@ -638,6 +878,9 @@ mod tests {
         assert_eq!(size_of::<GetDomainInfo>(), 112);
         assert_eq!(size_of::<SysctlPhysinfo>(), 112);
         assert_eq!(size_of::<SysctlGetDomainInfoList>(), 24);
+        assert_eq!(size_of::<DomctlGetVcpuInfo>(), 24);
+        assert_eq!(size_of::<DomctlVcpuAffinity>(), 40);
+        assert_eq!(size_of::<SysctlNumaInfo>(), 24);
     }
 
     #[test]
@@ -649,6 +892,113 @@ mod tests {
         let addr = b.put(8, &v);
         assert_eq!(addr, b.addr(8));
         assert_eq!(b.get::<DomctlMaxMem>(8), v);
+    }
+
+    /// A privcmd that is not one: every ioctl that reaches the kernel
+    /// fails with ENOTTY, so EINVAL means the allowlist refused first.
+    fn not_privcmd() -> Privcmd {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        Privcmd {
+            privcmd: f,
+            buffers: None,
+        }
+    }
+
+    fn affinity_op(cmd: u32, flags: u32, nr_bits: u32) -> XenDomctl {
+        let mut op = XenDomctl::new(cmd, 0x15, 1);
+        op.set_vcpuaffinity(DomctlVcpuAffinity {
+            flags,
+            cpumap_hard: XenctlBitmap {
+                nr_bits,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        op
+    }
+
+    #[test]
+    fn domctl_refuses_what_its_allowlist_does_not_name() {
+        let p = not_privcmd();
+        let mut map = [0u8; 2];
+        let get = DOMCTL_GETVCPUAFFINITY;
+        let refused = [
+            (affinity_op(get, VCPUAFFINITY_HARD, 16), false),
+            (affinity_op(get, 2, 16), true),
+            (affinity_op(get, VCPUAFFINITY_HARD | 2, 16), true),
+            (XenDomctl::new(DOMCTL_GETVCPUINFO, 0x15, 1), true),
+            // setvcpucontext has a handle this module does not know.
+            (XenDomctl::new(12, 0x15, 1), false),
+        ];
+        for (mut op, with_map) in refused {
+            let m = with_map.then_some(&mut map[..]);
+            assert_eq!(p.domctl(&mut op, m), Err(libc::EINVAL), "cmd {}", op.cmd);
+        }
+        let mut op = affinity_op(DOMCTL_SETVCPUAFFINITY, VCPUAFFINITY_HARD, 16);
+        assert_eq!(p.domctl(&mut op, Some(&mut [])), Err(libc::EINVAL));
+    }
+
+    #[test]
+    fn domctl_sets_the_bitmap_handle_and_bounds_its_bits() {
+        let p = not_privcmd();
+        let mut map = [0u8; 2];
+        // The caller asks for more bits than its map holds, with a stray
+        // soft handle left over: both are redone before the call.
+        let mut op = affinity_op(DOMCTL_SETVCPUAFFINITY, VCPUAFFINITY_HARD, 4096);
+        let mut aff = op.vcpuaffinity();
+        aff.cpumap_soft.nr_bits = 64;
+        op.set_vcpuaffinity(aff);
+        assert_eq!(p.domctl(&mut op, Some(&mut map)), Err(libc::ENOTTY));
+        let sent = op.vcpuaffinity();
+        assert_eq!(sent.cpumap_hard.nr_bits, 16);
+        assert_ne!(sent.cpumap_hard.bitmap, GuestHandle::NULL);
+        assert_eq!(sent.cpumap_soft, XenctlBitmap::default());
+        let mut op = XenDomctl::new(DOMCTL_GETVCPUINFO, 0x15, 1);
+        assert_eq!(p.domctl(&mut op, None), Err(libc::ENOTTY));
+    }
+
+    #[test]
+    fn sysctl_pairs_each_command_with_its_array() {
+        let p = not_privcmd();
+        let mut nodes = [SysctlMeminfo::default(); 2];
+        let mut doms = [GetDomainInfo::default(); 2];
+        let mut op = XenSysctl::new(SYSCTL_NUMAINFO, 0x15);
+        assert_eq!(
+            p.sysctl(&mut op, SysctlOut::Domains(&mut doms)),
+            Err(libc::EINVAL)
+        );
+        let mut op = XenSysctl::new(SYSCTL_PHYSINFO, 0x15);
+        assert_eq!(
+            p.sysctl(&mut op, SysctlOut::Nodes(&mut nodes)),
+            Err(libc::EINVAL)
+        );
+        let mut op = XenSysctl::new(SYSCTL_GETDOMAININFOLIST, 0x15);
+        assert_eq!(
+            p.sysctl(&mut op, SysctlOut::Nodes(&mut nodes)),
+            Err(libc::EINVAL)
+        );
+        // numainfo: num_nodes capped at the array, distance always null.
+        let mut op = XenSysctl::new(SYSCTL_NUMAINFO, 0x15);
+        op.set_numainfo(SysctlNumaInfo {
+            num_nodes: 64,
+            ..Default::default()
+        });
+        assert_eq!(
+            p.sysctl(&mut op, SysctlOut::Nodes(&mut nodes)),
+            Err(libc::ENOTTY)
+        );
+        let sent = op.numainfo();
+        assert_eq!(sent.num_nodes, 2);
+        assert_ne!(sent.meminfo, GuestHandle::NULL);
+        assert_eq!(sent.distance, GuestHandle::NULL);
+        // Without an array both handles are null: the count query.
+        let mut op = XenSysctl::new(SYSCTL_NUMAINFO, 0x15);
+        assert_eq!(p.sysctl(&mut op, SysctlOut::None), Err(libc::ENOTTY));
+        assert_eq!(op.numainfo().meminfo, GuestHandle::NULL);
     }
 
     #[test]

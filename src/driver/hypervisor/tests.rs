@@ -5,15 +5,18 @@
 //! check first (EACCES), getdomaininfo's next-higher-domain answer, EINVAL
 //! for pausing itself, reference-counted pause.
 
-use super::sys::{self, Errno, GetDomainInfo, Hypercall, XenDomctl, XenSysctl};
+use super::sys::{self, Errno, GetDomainInfo, Hypercall, SysctlOut, XenDomctl, XenSysctl};
 use super::*;
-use crate::model::DomainName;
+use crate::model::{DomainName, VcpuState};
 use std::sync::Mutex;
 
 #[derive(Clone)]
 struct FakeDomain {
     info: GetDomainInfo,
     pause_count: u32,
+    /// Each vCPU's hard affinity, one bit per host CPU (None: all CPUs,
+    /// Xen's default).
+    affinity: Vec<Option<u64>>,
 }
 
 struct FakeXen {
@@ -24,6 +27,10 @@ struct FakeXen {
     domains: Mutex<Vec<FakeDomain>>,
     /// Every domctl/sysctl command issued, in order.
     calls: Mutex<Vec<u32>>,
+    /// Host CPUs (physinfo's `max_cpu_id + 1`; all online).
+    cpus: u32,
+    /// NUMA nodes: (memsize, memfree) in bytes; None is a node not online.
+    nodes: Vec<Option<(u64, u64)>>,
 }
 
 const UNSHUT: u32 = 0xffff << 16;
@@ -48,29 +55,43 @@ impl FakeXen {
             iface: (0x15, 0x15),
             control: true,
             domains: Mutex::new(vec![
-                FakeDomain {
-                    info: GetDomainInfo {
-                        max_pages: u64::from(u32::MAX),
-                        ..dom_info(0, 0, flags::RUNNING | UNSHUT, 131072)
-                    },
-                    pause_count: 0,
-                },
-                FakeDomain {
-                    info: dom_info(3, 3, flags::BLOCKED | UNSHUT, 32768),
-                    pause_count: 0,
-                },
+                FakeDomain::new(GetDomainInfo {
+                    max_pages: u64::from(u32::MAX),
+                    max_vcpu_id: 1,
+                    nr_online_vcpus: 2,
+                    ..dom_info(0, 0, flags::RUNNING | UNSHUT, 131072)
+                }),
+                FakeDomain::new(dom_info(3, 3, flags::BLOCKED | UNSHUT, 32768)),
             ]),
             calls: Mutex::new(Vec::new()),
+            cpus: 2,
+            nodes: vec![Some((2 << 30, 1 << 30))],
         }
     }
 
     fn add(&self, info: GetDomainInfo) {
         let mut d = self.domains.lock().unwrap();
-        d.push(FakeDomain {
+        d.push(FakeDomain::new(info));
+        d.sort_by_key(|x| x.info.domain);
+    }
+
+    fn count(&self, cmd: u32) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&c| c == cmd)
+            .count()
+    }
+}
+
+impl FakeDomain {
+    fn new(info: GetDomainInfo) -> FakeDomain {
+        FakeDomain {
             info,
             pause_count: 0,
-        });
-        d.sort_by_key(|x| x.info.domain);
+            affinity: vec![None; super::vcpu::vcpu_count(info.max_vcpu_id) as usize],
+        }
     }
 }
 
@@ -93,11 +114,7 @@ impl Hypercall for FakeXen {
         }
     }
 
-    fn sysctl(
-        &self,
-        op: &mut XenSysctl,
-        out: Option<&mut [GetDomainInfo]>,
-    ) -> std::result::Result<i64, Errno> {
+    fn sysctl(&self, op: &mut XenSysctl, out: SysctlOut<'_>) -> std::result::Result<i64, Errno> {
         self.calls.lock().unwrap().push(op.cmd);
         if !self.control {
             return Err(libc::EPERM);
@@ -110,16 +127,20 @@ impl Hypercall for FakeXen {
                 op.set_physinfo(sys::SysctlPhysinfo {
                     threads_per_core: 1,
                     cores_per_socket: 2,
-                    nr_cpus: 2,
+                    nr_cpus: self.cpus,
+                    max_cpu_id: self.cpus - 1,
                     nr_nodes: 1,
                     cpu_khz: 2_400_000,
                     total_pages: 524_288,
+                    free_pages: 100_000,
                     ..Default::default()
                 });
                 Ok(0)
             }
             sys::SYSCTL_GETDOMAININFOLIST => {
-                let out = out.ok_or(libc::EFAULT)?;
+                let SysctlOut::Domains(out) = out else {
+                    return Err(libc::EFAULT);
+                };
                 let mut req = op.getdomaininfolist();
                 let max = (req.max_domains as usize).min(out.len());
                 let doms = self.domains.lock().unwrap();
@@ -135,11 +156,35 @@ impl Hypercall for FakeXen {
                 op.set_getdomaininfolist(req);
                 Ok(0)
             }
+            // As 4.17: null handles ask for the count; otherwise at most
+            // num_nodes entries, and num_nodes says how many were written.
+            sys::SYSCTL_NUMAINFO => {
+                let mut req = op.numainfo();
+                match out {
+                    SysctlOut::None => req.num_nodes = self.nodes.len() as u32,
+                    SysctlOut::Nodes(out) => {
+                        let n = self.nodes.len().min(req.num_nodes as usize).min(out.len());
+                        for (slot, node) in out.iter_mut().zip(&self.nodes).take(n) {
+                            let (memsize, memfree) =
+                                node.unwrap_or((sys::INVALID_MEM_SZ, sys::INVALID_MEM_SZ));
+                            *slot = sys::SysctlMeminfo { memsize, memfree };
+                        }
+                        req.num_nodes = n as u32;
+                    }
+                    SysctlOut::Domains(_) => return Err(libc::EFAULT),
+                }
+                op.set_numainfo(req);
+                Ok(0)
+            }
             _ => Err(libc::ENOSYS),
         }
     }
 
-    fn domctl(&self, op: &mut XenDomctl) -> std::result::Result<i64, Errno> {
+    fn domctl(
+        &self,
+        op: &mut XenDomctl,
+        cpumap: Option<&mut [u8]>,
+    ) -> std::result::Result<i64, Errno> {
         self.calls.lock().unwrap().push(op.cmd);
         if !self.control {
             return Err(libc::EPERM);
@@ -189,6 +234,57 @@ impl Hypercall for FakeXen {
                 d.info.max_pages = op.max_mem().max_memkb >> 2;
                 Ok(0)
             }
+            sys::DOMCTL_GETVCPUINFO => {
+                let mut v = op.getvcpuinfo();
+                if v.vcpu as usize >= d.affinity.len() {
+                    return Err(libc::EINVAL);
+                }
+                let online = v.vcpu < d.info.nr_online_vcpus;
+                let pin = d.affinity[v.vcpu as usize].unwrap_or(!0);
+                v.online = u8::from(online);
+                v.blocked = u8::from(d.info.flags & flags::BLOCKED != 0);
+                v.running = u8::from(d.info.flags & flags::RUNNING != 0);
+                v.cpu_time = 1_000_000 * u64::from(v.vcpu + 1);
+                v.cpu = pin.trailing_zeros().min(self.cpus - 1);
+                op.set_getvcpuinfo(v);
+                Ok(0)
+            }
+            // Xen 4.17's vcpu_affinity_domctl, for the hard map: the vCPU
+            // must exist, the map must name an online CPU, and the map
+            // comes back as Xen keeps it.
+            sys::DOMCTL_GETVCPUAFFINITY | sys::DOMCTL_SETVCPUAFFINITY => {
+                let a = op.vcpuaffinity();
+                let map = cpumap.ok_or(libc::EFAULT)?;
+                if a.vcpu as usize >= d.affinity.len() || a.flags != sys::VCPUAFFINITY_HARD {
+                    return Err(libc::EINVAL);
+                }
+                let bits = a.cpumap_hard.nr_bits.min(map.len() as u32 * 8).min(64);
+                let all = if self.cpus >= 64 {
+                    !0
+                } else {
+                    (1u64 << self.cpus) - 1
+                };
+                if op.cmd == sys::DOMCTL_SETVCPUAFFINITY {
+                    let mut want = 0u64;
+                    for n in 0..bits {
+                        if map[(n / 8) as usize] & (1 << (n % 8)) != 0 {
+                            want |= 1 << n;
+                        }
+                    }
+                    if want & all == 0 {
+                        return Err(libc::EINVAL);
+                    }
+                    d.affinity[a.vcpu as usize] = Some(want);
+                }
+                let have = d.affinity[a.vcpu as usize].unwrap_or(!0);
+                map.fill(0);
+                for n in 0..bits {
+                    if have & (1 << n) != 0 {
+                        map[(n / 8) as usize] |= 1 << (n % 8);
+                    }
+                }
+                Ok(0)
+            }
             _ => Err(libc::ENOSYS),
         }
     }
@@ -200,15 +296,11 @@ impl Hypercall for Shared {
     fn xen_version(&self, c: u32, o: Option<&mut [u8]>) -> std::result::Result<i64, Errno> {
         self.0.xen_version(c, o)
     }
-    fn sysctl(
-        &self,
-        op: &mut XenSysctl,
-        o: Option<&mut [GetDomainInfo]>,
-    ) -> std::result::Result<i64, Errno> {
+    fn sysctl(&self, op: &mut XenSysctl, o: SysctlOut<'_>) -> std::result::Result<i64, Errno> {
         self.0.sysctl(op, o)
     }
-    fn domctl(&self, op: &mut XenDomctl) -> std::result::Result<i64, Errno> {
-        self.0.domctl(op)
+    fn domctl(&self, op: &mut XenDomctl, m: Option<&mut [u8]>) -> std::result::Result<i64, Errno> {
+        self.0.domctl(op, m)
     }
 }
 
@@ -481,4 +573,150 @@ fn open_none_disables_and_a_bad_path_fails() {
         .unwrap();
     assert_eq!(e.kind, ErrorKind::NotConnected);
     assert!(e.message.contains("/nonexistent/privcmd"), "{e}");
+}
+
+#[test]
+fn max_vcpus_is_the_highest_vcpu_id_plus_one() {
+    let (d, xen) = driver();
+    assert_eq!(d.domain_max_vcpus(&dref(0, 0)).unwrap(), 2);
+    assert_eq!(d.domain_max_vcpus(&dref(3, 3)).unwrap(), 1);
+    xen.add(GetDomainInfo {
+        max_vcpu_id: sys::INVALID_MAX_VCPU_ID,
+        nr_online_vcpus: 0,
+        ..dom_info(6, 6, UNSHUT, 16)
+    });
+    assert_eq!(d.domain_max_vcpus(&dref(6, 6)).unwrap(), 0);
+    assert!(d.domain_vcpu_info(&dref(6, 6)).unwrap().is_empty());
+    // A reused id answers for nobody.
+    assert_eq!(
+        d.domain_max_vcpus(&dref(3, 9)).unwrap_err().kind,
+        ErrorKind::NoDomain
+    );
+}
+
+#[test]
+fn vcpu_info_lists_every_vcpu_with_its_affinity() {
+    let (d, xen) = driver();
+    let v = d.domain_vcpu_info(&dref(0, 0)).unwrap();
+    let got: Vec<String> = v
+        .iter()
+        .map(|v| {
+            format!(
+                "{} {} {:?} {} {}",
+                v.number, v.state, v.cpu, v.cpu_time_ns, v.affinity
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "0 running Some(0) 1000000 0-1",
+            "1 running Some(0) 2000000 0-1"
+        ]
+    );
+    assert_eq!(
+        d.domain_vcpu_info(&dref(3, 3)).unwrap()[0].state,
+        VcpuState::Blocked
+    );
+    // Four vCPUs, two online: xl vcpu-list lists all four.
+    xen.add(GetDomainInfo {
+        max_vcpu_id: 3,
+        nr_online_vcpus: 2,
+        ..dom_info(7, 7, flags::RUNNING | UNSHUT, 16)
+    });
+    let v = d.domain_vcpu_info(&dref(7, 7)).unwrap();
+    assert_eq!(v.len(), 4);
+    assert_eq!(v[1].state, VcpuState::Running);
+    assert_eq!(v[2].state, VcpuState::Offline);
+    assert_eq!(v[3].cpu, None);
+    assert!(d
+        .domain_vcpu_info(&DomainRef {
+            id: None,
+            ..dref(7, 7)
+        })
+        .unwrap_err()
+        .is_not_supported());
+}
+
+#[test]
+fn pinning_sets_the_hard_affinity() {
+    let (d, _) = driver();
+    let r = dref(3, 3);
+    d.pin_vcpu(&r, 0, "1".parse().unwrap()).unwrap();
+    let v = &d.domain_vcpu_info(&r).unwrap()[0];
+    assert_eq!(v.affinity.to_string(), "1");
+    assert_eq!(v.cpu, Some(1));
+    d.pin_vcpu(&r, 0, "0-1".parse().unwrap()).unwrap();
+    assert_eq!(
+        d.domain_vcpu_info(&r).unwrap()[0].affinity.to_string(),
+        "0-1"
+    );
+}
+
+#[test]
+fn a_bad_pin_fails_einval_before_xen_and_changes_nothing() {
+    let (d, xen) = driver();
+    let r = dref(3, 3);
+    d.pin_vcpu(&r, 0, "1".parse().unwrap()).unwrap();
+    let sets = xen.count(sys::DOMCTL_SETVCPUAFFINITY);
+    // The host has CPUs 0-1 (max_cpu_id 1).
+    let e = d.pin_vcpu(&r, 0, "0,2".parse().unwrap()).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert_eq!(e.errno(), libc::EINVAL);
+    assert!(
+        e.message.contains("CPU 2") && e.message.contains("0-1"),
+        "{e}"
+    );
+    // A vCPU the domain lacks.
+    let e = d.pin_vcpu(&r, 1, "0".parse().unwrap()).unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL);
+    assert!(e.message.contains("vcpu 1 is not present"), "{e}");
+    assert_eq!(
+        xen.count(sys::DOMCTL_SETVCPUAFFINITY),
+        sets,
+        "Xen never asked"
+    );
+    assert_eq!(d.domain_vcpu_info(&r).unwrap()[0].affinity.to_string(), "1");
+}
+
+#[test]
+fn pinning_follows_the_state_table_and_the_uuid() {
+    let (d, xen) = driver();
+    xen.add(dom_info(5, 5, flags::SHUTDOWN, 10));
+    let e = d
+        .pin_vcpu(&dref(5, 5), 0, "0".parse().unwrap())
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidState);
+    let e = d
+        .pin_vcpu(&dref(3, 9), 0, "0".parse().unwrap())
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NoDomain);
+    assert_eq!(xen.count(sys::DOMCTL_SETVCPUAFFINITY), 0);
+}
+
+#[test]
+fn free_memory_of_the_node_and_its_cells() {
+    let mut xen = FakeXen::new();
+    xen.nodes = vec![Some((2 << 30, 1 << 30)), None, Some((4 << 30, 3 << 30))];
+    let xen = std::sync::Arc::new(xen);
+    let d = HypervisorDriver::with_hypercall(Box::new(Shared(xen.clone()))).unwrap();
+    assert_eq!(d.node_free_memory().unwrap(), 100_000 * 4096);
+    // Node 1 is not online: Xen says XEN_INVALID_MEM_SZ, domfs 0.
+    assert_eq!(d.node_cells_free_memory().unwrap(), [1 << 30, 0, 3 << 30]);
+    assert_eq!(xen.count(sys::SYSCTL_NUMAINFO), 2, "count, then sizes");
+}
+
+#[test]
+fn the_new_operations_are_supported() {
+    let (d, _) = driver();
+    for op in [
+        Operation::DomainMaxVcpus,
+        Operation::DomainVcpuInfo,
+        Operation::PinVcpu,
+        Operation::NodeFreeMemory,
+        Operation::NodeCellsFreeMemory,
+    ] {
+        assert!(d.supports(op), "{op}");
+    }
+    assert!(!d.supports(Operation::SetAutostart));
 }
