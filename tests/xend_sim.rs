@@ -414,3 +414,38 @@ fn a_warm_read_costs_one_back_end_request() {
     m.echo_ok("resume", "guest1/control");
     assert_eq!(m.value("guest1/state"), "blocked");
 }
+
+/// `dump PATH` is xend 3.x's `op=dump`: the image is written, the guest
+/// goes on, and a shut-off guest has nothing to dump.
+#[test]
+fn dump_through_control_is_xends_op_dump() {
+    let sim = Sim::start();
+    let m = Mount::with_options("xen:///", &["-o", &format!("xend={}", sim.unix())]);
+    let dir = TempDir::new("dump");
+    let core = dir.path().join("guest1.core");
+    assert!(m.cat("guest1/control").lines().any(|l| l == "dump PATH"));
+    m.echo_ok(&format!("dump {}", core.display()), "guest1/control");
+    let text = std::fs::read_to_string(&core).unwrap();
+    assert!(
+        text.starts_with("(simulated core dump of domain "),
+        "{text}"
+    );
+    assert!(text.contains("(name guest1)"), "{text}");
+    assert_ne!(m.value("guest1/state"), "shutoff");
+    m.echo_fails("dump relative.core", "guest1/control", libc::EINVAL);
+    // A defined guest that is shut off has nothing to dump.
+    let f = dir.path().join("web2.xml");
+    std::fs::write(
+        &f,
+        pv_xml("web2", "11111111-2222-3333-4444-5555555555b2", 262144),
+    )
+    .unwrap();
+    m.sh_ok(&format!("cat {} > define", f.display()));
+    assert_eq!(m.value("web2/state"), "shutoff");
+    assert!(!m.cat("web2/control").contains("dump"));
+    m.echo_fails(
+        &format!("dump {}", core.display()),
+        "web2/control",
+        libc::EBUSY,
+    );
+}

@@ -239,15 +239,17 @@ fn nix_kill(pid: u32, sig: i32) {
 /// `virsh -c URI ARGS...` under a deadline, which must succeed; its output.
 pub fn virsh(uri: &str, args: &[&str]) -> String {
     let out = Command::new("timeout")
-        .args(["30", "virsh", "-c", uri])
+        .args(["60", "virsh", "-c", uri])
         .args(args)
         .env("LC_ALL", "C")
         .output()
         .expect("run virsh");
     assert!(
         out.status.success(),
-        "virsh -c {uri} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "virsh -c {uri} {args:?}: {}: {} (stdout {:?})",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8(out.stdout).expect("utf-8")
 }

@@ -188,6 +188,7 @@ fn lifecycle_of(op: &str) -> Option<Operation> {
         "pause" => Operation::Suspend,
         "unpause" => Operation::Resume,
         "save" => Operation::Save,
+        "dump" => Operation::CoreDump,
         "delete" => Operation::Undefine,
         _ => return None,
     })
@@ -351,7 +352,8 @@ impl Driver for XendDriver {
             | Operation::Restore
             | Operation::SetMemory
             | Operation::SetMaxMemory
-            | Operation::SetVcpus => true,
+            | Operation::SetVcpus
+            | Operation::CoreDump => true,
             // The Xen drivers do not answer these yet (issue 26).
             Operation::DomainMaxVcpus
             | Operation::DomainAutostart
@@ -367,7 +369,6 @@ impl Driver for XendDriver {
             | Operation::DomainSchedulerParams
             | Operation::SetSchedulerParam
             | Operation::NodeCapabilities
-            | Operation::CoreDump
             | Operation::AttachDevice
             | Operation::DetachDevice
             | Operation::DomainBlockStats
@@ -510,6 +511,24 @@ impl Driver for XendDriver {
             .ok_or_else(|| Error::invalid("the save path is not UTF-8"))?;
         self.domain_op(dom, &[("op", "save"), ("file", file)])
             .map(|_| ())
+    }
+
+    /// xend 3.x's `op=dump`, neither live nor crashing: the guest is
+    /// paused while its memory is written and then goes on.
+    fn core_dump(&self, dom: &DomainRef, path: &Path) -> Result<()> {
+        let file = path
+            .to_str()
+            .ok_or_else(|| Error::invalid("the dump path is not UTF-8"))?;
+        self.domain_op(
+            dom,
+            &[
+                ("op", "dump"),
+                ("file", file),
+                ("live", "0"),
+                ("crash", "0"),
+            ],
+        )
+        .map(|_| ())
     }
 
     fn restore(&self, path: &Path) -> Result<DomainRef> {
