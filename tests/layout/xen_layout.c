@@ -33,6 +33,15 @@ int main(void)
     printf("XEN_DOMCTL_getvcpuinfo %u\n", XEN_DOMCTL_getvcpuinfo);
     printf("XEN_DOMCTL_getvcpuaffinity %u\n", XEN_DOMCTL_getvcpuaffinity);
     printf("XEN_VCPUAFFINITY_HARD %u\n", XEN_VCPUAFFINITY_HARD);
+    printf("XEN_SYSCTL_sched_id %u\n", XEN_SYSCTL_sched_id);
+    printf("XEN_DOMCTL_scheduler_op %u\n", XEN_DOMCTL_scheduler_op);
+    printf("XEN_DOMCTL_SCHEDOP_putinfo %u\n", XEN_DOMCTL_SCHEDOP_putinfo);
+    printf("XEN_DOMCTL_SCHEDOP_getinfo %u\n", XEN_DOMCTL_SCHEDOP_getinfo);
+    printf("XEN_SCHEDULER_CREDIT %u\n", XEN_SCHEDULER_CREDIT);
+    printf("XEN_SCHEDULER_CREDIT2 %u\n", XEN_SCHEDULER_CREDIT2);
+    printf("XEN_SCHEDULER_ARINC653 %u\n", XEN_SCHEDULER_ARINC653);
+    printf("XEN_SCHEDULER_RTDS %u\n", XEN_SCHEDULER_RTDS);
+    printf("XEN_SCHEDULER_NULL %u\n", XEN_SCHEDULER_NULL);
     printf("XEN_INVALID_MAX_VCPU_ID %u\n", XEN_INVALID_MAX_VCPU_ID);
     /* Stored in u64 fields: print the value those fields hold. */
     printf("XEN_INVALID_MEM_SZ %llu\n",
@@ -95,6 +104,15 @@ int main(void)
     SIZE(xen_sysctl_meminfo);
     OFF(xen_sysctl_meminfo, memsize);
     OFF(xen_sysctl_meminfo, memfree);
+    SIZE(xen_sysctl_sched_id);
+    OFF(xen_sysctl_sched_id, sched_id);
+    SIZE(xen_domctl_scheduler_op);
+    OFF(xen_domctl_scheduler_op, sched_id);
+    OFF(xen_domctl_scheduler_op, cmd);
+    OFF(xen_domctl_scheduler_op, u.credit.weight);
+    OFF(xen_domctl_scheduler_op, u.credit.cap);
+    OFF(xen_domctl_scheduler_op, u.credit2.weight);
+    OFF(xen_domctl_scheduler_op, u.credit2.cap);
     SIZE(xen_sysctl_numainfo);
     OFF(xen_sysctl_numainfo, num_nodes);
     OFF(xen_sysctl_numainfo, meminfo);

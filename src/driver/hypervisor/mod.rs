@@ -21,8 +21,8 @@ pub mod vcpu;
 use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{CpuSet, DomainId, DomainInfo, DomainRef, Hypervisor, NodeInfo, State};
-use crate::model::{Uuid, VcpuInfo, Version};
-use sys::{Errno, GetDomainInfo, Hypercall, SysctlOut, XenDomctl, XenSysctl};
+use crate::model::{SchedParam, Uuid, VcpuInfo, Version};
+use sys::{DomctlSchedulerOp, Errno, GetDomainInfo, Hypercall, SysctlOut, XenDomctl, XenSysctl};
 
 /// The domctl and sysctl interface versions of one Xen release. Xen refuses
 /// (EACCES) any other version before reading the rest of a request.
@@ -350,6 +350,34 @@ impl HypervisorDriver {
         Ok(op.physinfo())
     }
 
+    /// The scheduler of cpupool 0, which every domain domfs shows runs in
+    /// unless moved (`xl cpupool-*`).
+    fn sched_id(&self) -> Result<u32> {
+        let mut op = XenSysctl::new(sys::SYSCTL_SCHED_ID, self.iface.sysctl);
+        self.hc
+            .sysctl(&mut op, SysctlOut::None)
+            .map_err(|e| self.ctl_error("sched_id", e))?;
+        Ok(op.sched_id().sched_id)
+    }
+
+    /// A weight-and-cap scheduler's parameters of `domain` (credit or
+    /// credit2); other schedulers have none domfs shows.
+    fn sched_params(&self, domain: u16, sched_id: u32) -> Result<Option<DomctlSchedulerOp>> {
+        if !matches!(sched_id, sys::SCHEDULER_CREDIT | sys::SCHEDULER_CREDIT2) {
+            return Ok(None);
+        }
+        let mut op = XenDomctl::new(sys::DOMCTL_SCHEDULER_OP, self.iface.domctl, domain);
+        op.set_scheduler_op(DomctlSchedulerOp {
+            sched_id,
+            cmd: sys::SCHEDOP_GETINFO,
+            ..DomctlSchedulerOp::default()
+        });
+        self.hc
+            .domctl(&mut op, None)
+            .map_err(|e| self.ctl_error("scheduler_op", e))?;
+        Ok(Some(op.scheduler_op()))
+    }
+
     /// The host CPUs a CPU map covers: `max_cpu_id + 1`, as libxl sizes its
     /// maps (CPUs that are offline still have their bit).
     fn cpu_bits(&self) -> Result<u32> {
@@ -469,6 +497,18 @@ fn known_versions() -> String {
         .join(", ")
 }
 
+/// A scheduler's name as `xl` prints it (`XEN_SCHEDULER_*`).
+fn scheduler_name(id: u32) -> &'static str {
+    match id {
+        sys::SCHEDULER_CREDIT => "credit",
+        sys::SCHEDULER_CREDIT2 => "credit2",
+        sys::SCHEDULER_ARINC653 => "arinc653",
+        sys::SCHEDULER_RTDS => "rtds",
+        sys::SCHEDULER_NULL => "null",
+        _ => "unknown",
+    }
+}
+
 fn domid(id: DomainId) -> Result<u16> {
     if id.0 >= DOMID_FIRST_RESERVED {
         return Err(Error::no_domain(format!(
@@ -552,11 +592,11 @@ impl Driver for HypervisorDriver {
             | Operation::SetVcpus => false,
             // Autostart is the toolstack's (libxl), not Xen's.
             Operation::DomainAutostart | Operation::SetAutostart => false,
-            // Issue 26's further operations: not served here yet.
             Operation::DomainSchedulerType
             | Operation::DomainSchedulerParams
-            | Operation::SetSchedulerParam
-            | Operation::NodeCapabilities
+            | Operation::SetSchedulerParam => true,
+            // Issue 26's further operations: not served here yet.
+            Operation::NodeCapabilities
             | Operation::CoreDump
             | Operation::AttachDevice
             | Operation::DetachDevice
@@ -707,6 +747,80 @@ impl Driver for HypervisorDriver {
                 )),
                 _ => self.ctl_error("setvcpuaffinity", e),
             })
+    }
+
+    /// The scheduler's name as `xl` and libvirt's libxl driver give it.
+    fn domain_scheduler_type(&self, dom: &DomainRef) -> Result<String> {
+        self.checked_info(dom, Operation::DomainSchedulerType)?;
+        Ok(scheduler_name(self.sched_id()?).to_string())
+    }
+
+    /// Credit's and credit2's weight and cap (`xl sched-credit`,
+    /// `xl sched-credit2`); none for the other schedulers.
+    fn domain_scheduler_params(&self, dom: &DomainRef) -> Result<Vec<SchedParam>> {
+        let raw = self.checked_info(dom, Operation::DomainSchedulerParams)?;
+        let Some(p) = self.sched_params(raw.domain, self.sched_id()?)? else {
+            return Ok(Vec::new());
+        };
+        Ok(vec![
+            SchedParam {
+                name: "weight".into(),
+                value: u64::from(p.weight),
+            },
+            SchedParam {
+                name: "cap".into(),
+                value: u64::from(p.cap),
+            },
+        ])
+    }
+
+    /// Sets one of weight and cap, keeping the other as it is (libxl reads
+    /// both and writes both back, as here). Weight is 1-65535 and cap
+    /// 0-65535 (0: no cap), checked before Xen is asked; Xen refuses
+    /// (EINVAL) a cap above 100 per vCPU.
+    fn set_scheduler_param(&self, dom: &DomainRef, name: &str, value: u64) -> Result<()> {
+        let raw = self.checked_info(dom, Operation::SetSchedulerParam)?;
+        let id = self.sched_id()?;
+        let Some(mut p) = self.sched_params(raw.domain, id)? else {
+            return Err(Error::invalid(format!(
+                "the {} scheduler has no parameter '{name}'",
+                scheduler_name(id)
+            )));
+        };
+        let fits = |lo: u64| u16::try_from(value).ok().filter(|v| u64::from(*v) >= lo);
+        match (name, fits(1), fits(0)) {
+            ("weight", Some(w), _) => p.weight = w,
+            ("cap", _, Some(c)) => p.cap = c,
+            ("weight", None, _) => {
+                return Err(Error::invalid(format!(
+                    "weight {value} is out of range (1-65535)"
+                )))
+            }
+            ("cap", _, None) => {
+                return Err(Error::invalid(format!(
+                    "cap {value} is out of range (0-65535, 0 for none)"
+                )))
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "the {} scheduler has no parameter '{name}' (weight, cap)",
+                    scheduler_name(id)
+                )))
+            }
+        }
+        let mut op = XenDomctl::new(sys::DOMCTL_SCHEDULER_OP, self.iface.domctl, raw.domain);
+        op.set_scheduler_op(DomctlSchedulerOp {
+            cmd: sys::SCHEDOP_PUTINFO,
+            ..p
+        });
+        self.hc.domctl(&mut op, None).map_err(|e| match e {
+            libc::EINVAL => Error::invalid(format!(
+                "Xen refused {name} {value} for '{}' (EINVAL)",
+                dom.name
+            )),
+            _ => self.ctl_error("scheduler_op", e),
+        })?;
+        Ok(())
     }
 
     /// physinfo's free pages, in bytes (libvirt's `nodeGetFreeMemory`).

@@ -38,6 +38,7 @@ pub const XENVER_EXTRAVERSION_LEN: usize = 16;
 pub const XENVER_CAPABILITIES_LEN: usize = 1024;
 
 pub const SYSCTL_PHYSINFO: u32 = 3;
+pub const SYSCTL_SCHED_ID: u32 = 4;
 pub const SYSCTL_GETDOMAININFOLIST: u32 = 6;
 pub const SYSCTL_NUMAINFO: u32 = 17;
 pub const DOMCTL_DESTROYDOMAIN: u32 = 2;
@@ -47,6 +48,16 @@ pub const DOMCTL_GETDOMAININFO: u32 = 5;
 pub const DOMCTL_SETVCPUAFFINITY: u32 = 9;
 pub const DOMCTL_MAX_MEM: u32 = 11;
 pub const DOMCTL_GETVCPUINFO: u32 = 14;
+pub const DOMCTL_SCHEDULER_OP: u32 = 16;
+/// `XEN_DOMCTL_SCHEDOP_putinfo` and `_getinfo`: a domain's parameters.
+pub const SCHEDOP_PUTINFO: u32 = 0;
+pub const SCHEDOP_GETINFO: u32 = 1;
+/// The schedulers whose parameters are a weight and a cap.
+pub const SCHEDULER_CREDIT: u32 = 5;
+pub const SCHEDULER_CREDIT2: u32 = 6;
+pub const SCHEDULER_ARINC653: u32 = 7;
+pub const SCHEDULER_RTDS: u32 = 8;
+pub const SCHEDULER_NULL: u32 = 9;
 pub const DOMCTL_GETVCPUAFFINITY: u32 = 25;
 /// `XEN_VCPUAFFINITY_HARD`: the CPUs a vCPU may run on (what `xl vcpu-pin`
 /// sets first); soft affinity is a scheduling preference domfs leaves alone.
@@ -84,6 +95,15 @@ pub const CONSTANTS: &[(&str, u64)] = &[
     ("XEN_DOMCTL_getvcpuinfo", DOMCTL_GETVCPUINFO as u64),
     ("XEN_DOMCTL_getvcpuaffinity", DOMCTL_GETVCPUAFFINITY as u64),
     ("XEN_VCPUAFFINITY_HARD", VCPUAFFINITY_HARD as u64),
+    ("XEN_SYSCTL_sched_id", SYSCTL_SCHED_ID as u64),
+    ("XEN_DOMCTL_scheduler_op", DOMCTL_SCHEDULER_OP as u64),
+    ("XEN_DOMCTL_SCHEDOP_putinfo", SCHEDOP_PUTINFO as u64),
+    ("XEN_DOMCTL_SCHEDOP_getinfo", SCHEDOP_GETINFO as u64),
+    ("XEN_SCHEDULER_CREDIT", SCHEDULER_CREDIT as u64),
+    ("XEN_SCHEDULER_CREDIT2", SCHEDULER_CREDIT2 as u64),
+    ("XEN_SCHEDULER_ARINC653", SCHEDULER_ARINC653 as u64),
+    ("XEN_SCHEDULER_RTDS", SCHEDULER_RTDS as u64),
+    ("XEN_SCHEDULER_NULL", SCHEDULER_NULL as u64),
     ("XEN_INVALID_MAX_VCPU_ID", INVALID_MAX_VCPU_ID as u64),
     ("XEN_INVALID_MEM_SZ", INVALID_MEM_SZ),
 ];
@@ -233,6 +253,28 @@ pub struct SysctlPhysinfo {
     pub hw_cap: [u32; 8],
 }
 
+/// `struct xen_sysctl_sched_id`: the scheduler of cpupool 0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SysctlSchedId {
+    pub sched_id: u32,
+}
+
+/// `struct xen_domctl_scheduler_op` for the credit and credit2 schedulers:
+/// their `u.credit` and `u.credit2` are the same two fields. The union's
+/// other members (RTDS, and the per-vCPU form with a guest handle) are
+/// never sent: `domctl` accepts this command only with those schedulers
+/// and the domain-wide get and put.
+#[repr(C, align(8))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DomctlSchedulerOp {
+    pub sched_id: u32,
+    pub cmd: u32,
+    pub weight: u16,
+    pub cap: u16,
+    pub pad: [u8; 12],
+}
+
 /// The 128-byte union `u` of `struct xen_sysctl`, restricted to the
 /// commands domfs issues.
 #[repr(C, align(8))]
@@ -241,6 +283,7 @@ pub union SysctlPayload {
     pub getdomaininfolist: SysctlGetDomainInfoList,
     pub physinfo: SysctlPhysinfo,
     pub numainfo: SysctlNumaInfo,
+    pub sched_id: SysctlSchedId,
     pub pad: [u8; 128],
 }
 
@@ -262,6 +305,7 @@ pub union DomctlPayload {
     pub max_mem: DomctlMaxMem,
     pub getvcpuinfo: DomctlGetVcpuInfo,
     pub vcpuaffinity: DomctlVcpuAffinity,
+    pub scheduler_op: DomctlSchedulerOp,
     pub pad: [u8; 128],
 }
 
@@ -307,6 +351,10 @@ impl XenSysctl {
     pub fn set_numainfo(&mut self, v: SysctlNumaInfo) {
         self.u.numainfo = v;
     }
+    pub fn sched_id(&self) -> SysctlSchedId {
+        // SAFETY: as in `getdomaininfolist`: plain integers, fully initialised.
+        unsafe { self.u.sched_id }
+    }
 }
 
 impl XenDomctl {
@@ -348,6 +396,13 @@ impl XenDomctl {
     }
     pub fn set_vcpuaffinity(&mut self, v: DomctlVcpuAffinity) {
         self.u.vcpuaffinity = v;
+    }
+    pub fn scheduler_op(&self) -> DomctlSchedulerOp {
+        // SAFETY: as in `getdomaininfo`: plain integers, fully initialised.
+        unsafe { self.u.scheduler_op }
+    }
+    pub fn set_scheduler_op(&mut self, v: DomctlSchedulerOp) {
+        self.u.scheduler_op = v;
     }
 }
 
@@ -393,6 +448,23 @@ pub const LAYOUTS: &[Layout] = &[
             ),
             ("domain", offset_of!(XenDomctl, domain)),
             ("u", offset_of!(XenDomctl, u)),
+        ],
+    },
+    Layout {
+        name: "xen_sysctl_sched_id",
+        size: size_of::<SysctlSchedId>(),
+        fields: &[("sched_id", offset_of!(SysctlSchedId, sched_id))],
+    },
+    Layout {
+        name: "xen_domctl_scheduler_op",
+        size: size_of::<DomctlSchedulerOp>(),
+        fields: &[
+            ("sched_id", offset_of!(DomctlSchedulerOp, sched_id)),
+            ("cmd", offset_of!(DomctlSchedulerOp, cmd)),
+            ("u.credit.weight", offset_of!(DomctlSchedulerOp, weight)),
+            ("u.credit.cap", offset_of!(DomctlSchedulerOp, cap)),
+            ("u.credit2.weight", offset_of!(DomctlSchedulerOp, weight)),
+            ("u.credit2.cap", offset_of!(DomctlSchedulerOp, cap)),
         ],
     },
     Layout {
@@ -800,7 +872,7 @@ impl Hypercall for Privcmd {
                 }
                 op.set_numainfo(numa);
             }
-            (SYSCTL_PHYSINFO, SysctlOut::None) => {}
+            (SYSCTL_PHYSINFO | SYSCTL_SCHED_ID, SysctlOut::None) => {}
             _ => return Err(libc::EINVAL),
         }
         let addr = buf.put(0, op);
@@ -838,6 +910,20 @@ impl Hypercall for Privcmd {
                 | DOMCTL_GETDOMAININFO | DOMCTL_MAX_MEM | DOMCTL_GETVCPUINFO,
                 None,
             ) => {}
+            // Only the weight-and-cap schedulers, domain-wide: no member
+            // with a guest handle is ever read by Xen.
+            (DOMCTL_SCHEDULER_OP, None) => {
+                let sched = op.scheduler_op();
+                let known = matches!(sched.sched_id, SCHEDULER_CREDIT | SCHEDULER_CREDIT2);
+                let domain_wide = matches!(sched.cmd, SCHEDOP_GETINFO | SCHEDOP_PUTINFO);
+                if !known || !domain_wide {
+                    return Err(libc::EINVAL);
+                }
+                op.set_scheduler_op(DomctlSchedulerOp {
+                    pad: [0; 12],
+                    ..sched
+                });
+            }
             (DOMCTL_GETVCPUAFFINITY | DOMCTL_SETVCPUAFFINITY, Some(map)) if !map.is_empty() => {
                 let mut aff = op.vcpuaffinity();
                 if aff.flags != VCPUAFFINITY_HARD {
@@ -921,6 +1007,16 @@ mod tests {
         op
     }
 
+    fn sched_op(sched_id: u32, cmd: u32) -> XenDomctl {
+        let mut op = XenDomctl::new(DOMCTL_SCHEDULER_OP, 0x15, 1);
+        op.set_scheduler_op(DomctlSchedulerOp {
+            sched_id,
+            cmd,
+            ..DomctlSchedulerOp::default()
+        });
+        op
+    }
+
     #[test]
     fn domctl_refuses_what_its_allowlist_does_not_name() {
         let p = not_privcmd();
@@ -933,6 +1029,11 @@ mod tests {
             (XenDomctl::new(DOMCTL_GETVCPUINFO, 0x15, 1), true),
             // setvcpucontext has a handle this module does not know.
             (XenDomctl::new(12, 0x15, 1), false),
+            // RTDS's per-vCPU form carries a handle; only credit and
+            // credit2, domain-wide, pass.
+            (sched_op(SCHEDULER_RTDS, SCHEDOP_GETINFO), false),
+            (sched_op(SCHEDULER_CREDIT, 2), false),
+            (sched_op(SCHEDULER_CREDIT2, SCHEDOP_PUTINFO), true),
         ];
         for (mut op, with_map) in refused {
             let m = with_map.then_some(&mut map[..]);
