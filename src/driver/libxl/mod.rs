@@ -9,3 +9,4 @@
 //! libvirt's own vectors.
 
 pub mod config;
+pub mod sys;
