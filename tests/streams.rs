@@ -223,9 +223,22 @@ fn a_signal_ends_a_read_stuck_on_a_frozen_back_end() {
     // SIGSTOP: xend takes connections but never answers (its timeout is
     // 10 s); the reader's signal ends its read at once.
     let pid = sim.pid().to_string();
+    // A poll of a wait file asks the back end for the state: opened while
+    // the back end answers, polled once it is frozen, it ends with its
+    // caller too.
+    let t = Instant::now();
+    let poller = spawn(
+        &m,
+        "exec timeout -s INT 2 python3 -c \"import os, select, time; fd = os.open('guest1/wait/paused', os.O_RDONLY); time.sleep(1); p = select.poll(); p.register(fd); p.poll(8000)\"",
+    );
+    std::thread::sleep(Duration::from_millis(500));
     Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    let (out, took) = finish(poller, t, Duration::from_secs(8));
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    assert!(took < Duration::from_millis(2600), "poll: took {took:?}");
     signal_ends(&m, "cat guest1/xml", "INT");
     signal_ends(&m, "cat guest1/info", "KILL");
+
     // What needs no back end answers meanwhile.
     let t = Instant::now();
     m.cat("last_error");

@@ -16,7 +16,8 @@
 
 use crate::sync::lock;
 use fuser::{
-    Errno, ReplyAttr, ReplyCreate, ReplyData, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite,
+    Errno, ReplyAttr, ReplyCreate, ReplyData, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyPoll,
+    ReplyWrite,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -256,7 +257,8 @@ interruptible!(
     ReplyEntry,
     ReplyOpen,
     ReplyWrite,
-    ReplyCreate
+    ReplyCreate,
+    ReplyPoll
 );
 
 #[cfg(test)]

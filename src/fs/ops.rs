@@ -758,7 +758,7 @@ impl Filesystem for DomFs {
     /// always ready, so it never blocks a poller.
     fn poll(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         ph: PollNotifier,
@@ -772,13 +772,21 @@ impl Filesystem for DomFs {
             Some(Handle::Wait(uuid, state)) => Some((*uuid, *state)),
             _ => None,
         };
-        // Checked with the handles' lock released: it asks the back end.
+        // Checked with the handles' lock released and guarded as any
+        // back-end call: a frozen back end must not hold the poller.
         if let Some((uuid, state)) = wait {
-            return reply.poll(if self.poll_wait(uuid, state, schedule.then_some(ph)) {
-                PollEvents::POLLIN | PollEvents::POLLRDNORM
-            } else {
-                PollEvents::empty()
-            });
+            return self.watcher().guard(
+                req.pid(),
+                reply,
+                || self.poll_wait(uuid, state, schedule.then_some(ph)),
+                |reply, ready| {
+                    reply.poll(if ready {
+                        PollEvents::POLLIN | PollEvents::POLLRDNORM
+                    } else {
+                        PollEvents::empty()
+                    })
+                },
+            );
         }
         let watched = match lock(&self.handles).get(&fh.0) {
             Some(Handle::Events) => None,
