@@ -6,46 +6,26 @@
 
 use domfs::driver::hypervisor::sys::{CONSTANTS, LAYOUTS};
 use domfs::driver::hypervisor::VERSIONS;
+mod c_facts;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 
-/// Runs the C program and parses its `NAME VALUE` and `NAME size VALUE`
-/// lines. `tag` keeps the build directories of parallel tests apart.
+/// The C program's `NAME VALUE` and `NAME size VALUE` lines; `tag` keeps
+/// the build directories of parallel tests apart.
 fn c_facts(tag: &str) -> Option<BTreeMap<String, u64>> {
-    if !Path::new("/usr/include/xen/domctl.h").exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "libxen-dev is missing under CI=true: scripts/deps installs it"
-        );
-        eprintln!("skipped: /usr/include/xen/domctl.h missing (apt-get install libxen-dev)");
-        return None;
-    }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/layout/xen_layout.c");
-    let dir = std::env::temp_dir().join(format!("domfs-layout-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("xen_layout");
-    let cc = Command::new("gcc")
-        .args(["-D__XEN_TOOLS__", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("gcc runs (scripts/deps installs it)");
-    assert!(
-        cc.status.success(),
-        "gcc failed:\n{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
-    let out = Command::new(&exe).output().unwrap();
-    assert!(out.status.success());
-    std::fs::remove_dir_all(&dir).ok();
+    let lines = c_facts::run(
+        "xen_layout.c",
+        "/usr/include/xen/domctl.h",
+        &["-D__XEN_TOOLS__"],
+        tag,
+    )?;
     let mut facts = BTreeMap::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let (name, value) = line.rsplit_once(' ').unwrap();
+    for (name, value) in lines {
         let name = name.replace(" size", ".size");
         assert!(
-            facts.insert(name, value.parse::<u64>().unwrap()).is_none(),
-            "{line} twice"
+            facts
+                .insert(name.clone(), value.parse::<u64>().unwrap())
+                .is_none(),
+            "{name} twice"
         );
     }
     Some(facts)

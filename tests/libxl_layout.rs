@@ -5,47 +5,20 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use domfs::driver::libxl::sys::{CONSTANTS, LAYOUTS};
+mod c_facts;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 
 /// The C program's `NAME VALUE` lines; `tag` keeps parallel tests' build
 /// directories apart. None when libxen-dev is missing outside CI.
 fn c_facts(tag: &str) -> Option<BTreeMap<String, i64>> {
-    if !Path::new("/usr/include/libxl.h").exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "libxen-dev is missing under CI=true: scripts/deps installs it"
-        );
-        eprintln!("skipped: /usr/include/libxl.h missing (apt-get install libxen-dev)");
-        return None;
-    }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/layout/libxl_layout.c");
-    let dir = std::env::temp_dir().join(format!("domfs-libxl-layout-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("libxl_layout");
-    let cc = Command::new("gcc")
-        .args(["-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("gcc runs (scripts/deps installs it)");
-    assert!(
-        cc.status.success(),
-        "gcc failed:\n{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
-    let out = Command::new(&exe).output().unwrap();
-    assert!(out.status.success());
-    std::fs::remove_dir_all(&dir).ok();
+    let lines = c_facts::run("libxl_layout.c", "/usr/include/libxl.h", &[], tag)?;
     let mut facts = BTreeMap::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let (name, value) = line.rsplit_once(' ').unwrap();
+    for (name, value) in lines {
         assert!(
             facts
-                .insert(name.to_string(), value.parse::<i64>().unwrap())
+                .insert(name.clone(), value.parse::<i64>().unwrap())
                 .is_none(),
-            "{line} twice"
+            "{name} twice"
         );
     }
     Some(facts)
