@@ -31,6 +31,19 @@ impl DomFs {
         self.fail(scope, &format!("{what} <- {}", text::quote(data)), e)
     }
 
+    /// A complete document that was refused is dropped, so the writer may
+    /// try again from offset 0 (as busybox's `cat` does after a failed
+    /// write) and meet the same refusal, not an out-of-order one.
+    fn forget_document(&self, fh: FileHandle) {
+        if let Some(Handle::File {
+            input: Input::Document(doc),
+            ..
+        }) = lock(&self.handles).get_mut(&fh.0)
+        {
+            *doc = super::document::Document::default();
+        }
+    }
+
     /// Applies what a write or a close completed.
     fn run_pending(&self, node: Node, pending: Pending) -> Result<(), Errno> {
         match pending {
@@ -666,7 +679,14 @@ impl Filesystem for DomFs {
             req.pid(),
             reply,
             || match gathered {
-                Ok(pending) => self.run_pending(node, pending),
+                Ok(pending) => {
+                    let document = matches!(pending, Pending::Document(_));
+                    let done = self.run_pending(node, pending);
+                    if document && done.is_err() {
+                        self.forget_document(fh);
+                    }
+                    done
+                }
                 Err((e, too_big)) => {
                     let errno = self.fail_write(node, data, &e);
                     Err(if too_big { Errno::EFBIG } else { errno })
