@@ -66,19 +66,28 @@ pub const SHUTDOWN_SUSPEND: u8 = 2;
 pub const SHUTDOWN_CRASH: u8 = 3;
 pub const SHUTDOWN_WATCHDOG: u8 = 4;
 
-/// Reads `libxl_event_to_json`'s output: `{"domid": N, "type":
-/// "domain_shutdown", "u": {"shutdown_reason": R}, ...}`. Other events are
-/// None.
+/// Reads `libxl_event_to_json`'s output. libxl's JSON printer writes a
+/// keyed union's member under `"type.MEMBER"` (its parser reads the same
+/// key) and leaves out every field at its initial value, so domain 0 has
+/// no `domid` and a poweroff (reason 0) no `shutdown_reason`:
+/// `{"domid": 3, "type.domain_shutdown": {"shutdown_reason": 1}, ...}`.
+/// Other events are None.
 pub fn parse_event(json: &str) -> Option<LxEvent> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    let domid = u32::try_from(v.get("domid")?.as_u64()?).ok()?;
-    match v.get("type")?.as_str()? {
+    let map = v.as_object()?;
+    let domid = match map.get("domid") {
+        Some(d) => u32::try_from(d.as_u64()?).ok()?,
+        None => 0,
+    };
+    let (kind, body) = map
+        .iter()
+        .find_map(|(k, b)| Some((k.strip_prefix("type.")?, b)))?;
+    match kind {
         "domain_shutdown" => {
-            let u = v.get("u")?;
-            let r = u
-                .get("shutdown_reason")
-                .or_else(|| u.get("domain_shutdown")?.get("shutdown_reason"))?;
-            let reason = u8::try_from(r.as_u64()?).ok()?;
+            let reason = match body.get("shutdown_reason") {
+                Some(r) => u8::try_from(r.as_u64()?).ok()?,
+                None => SHUTDOWN_POWEROFF,
+            };
             Some(LxEvent::Shutdown { domid, reason })
         }
         "domain_death" => Some(LxEvent::Death { domid }),
@@ -179,7 +188,10 @@ fn run(mut t: Thread, rx: Receiver<Job>, wake: OwnedFd, mut handler: Handler) {
         loop {
             match t.ctx.check_event() {
                 Ok(Some(json)) => {
-                    log::info!("libxl: event {json}");
+                    log::info!(
+                        "libxl: event {}",
+                        json.split_whitespace().collect::<Vec<_>>().join(" ")
+                    );
                     if let Some(ev) = parse_event(&json) {
                         let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             handler(&mut t, ev)
@@ -236,9 +248,14 @@ mod tests {
     fn libxls_event_json_is_read() {
         assert_eq!(
             parse_event(
-                r#"{"domid": 3, "domuuid": "3f0c2a51-7d1e-4b6a-9c2e-51aa08d3e001",
-                    "for_user": 3, "type": "domain_shutdown",
-                    "u": {"shutdown_reason": 1}}"#
+                r#"{
+    "domid": 3,
+    "domuuid": "3f0c2a51-7d1e-4b6a-9c2e-51aa08d3e001",
+    "for_user": 3,
+    "type.domain_shutdown": {
+        "shutdown_reason": 1
+    }
+}"#
             ),
             Some(LxEvent::Shutdown {
                 domid: 3,
@@ -246,13 +263,22 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_event(r#"{"domid": 4, "type": "domain_death"}"#),
+            parse_event(r#"{"domid": 5, "type.domain_shutdown": {}}"#),
+            Some(LxEvent::Shutdown {
+                domid: 5,
+                reason: SHUTDOWN_POWEROFF
+            }),
+            "a reason at its initial value is left out"
+        );
+        assert_eq!(
+            parse_event(r#"{"domid": 4, "for_user": 4, "type.domain_death": {}}"#),
             Some(LxEvent::Death { domid: 4 })
         );
         for other in [
-            r#"{"domid": 4, "type": "disk_eject"}"#,
-            r#"{"domid": -1, "type": "domain_death"}"#,
-            r#"{"domid": 4, "type": "domain_shutdown", "u": {}}"#,
+            r#"{"domid": 4, "type.disk_eject": {"vdev": "xvdc"}}"#,
+            r#"{"domid": -1, "type.domain_death": {}}"#,
+            r#"{"domid": 4, "type.domain_shutdown": {"shutdown_reason": 300}}"#,
+            r#"{"domid": 4}"#,
             "not json",
         ] {
             assert_eq!(parse_event(other), None, "{other}");
