@@ -7,7 +7,7 @@
 //! operation.
 
 mod api;
-mod host;
+pub mod host;
 pub mod image;
 
 use crate::driver::{Driver, DriverKind, Operation};
