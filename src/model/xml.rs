@@ -371,6 +371,11 @@ fn open_element(
         .decode(start.name().as_ref())
         .map_err(|e| malformed(line, None, e))?
         .into_owned();
+    if name.is_empty() {
+        // `<\t/>`: quick-xml reads a tag whose name is white space as a
+        // nameless element, which no writer could give back.
+        return Err(malformed(line, stack.last(), "an element without a name"));
+    }
     let mut el = Element {
         name,
         line,
