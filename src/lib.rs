@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod fs;
 pub mod model;
+pub mod safefile;
 pub mod sync;
 pub mod uri;
 
