@@ -111,17 +111,20 @@ impl DomFs {
     fn refresh(&self, fh: u64) {
         let stale = match lock(&self.handles).get(&fh) {
             Some(Handle::File {
-                node, generation, ..
+                node,
+                generation,
+                others,
+                ..
             }) => node
                 .domain()
-                .map(|u| (*node, self.feed.generation(u)))
-                .filter(|(_, g)| g != generation),
+                .map(|u| (*node, self.feed.generation(u), *others))
+                .filter(|(_, g, _)| g != generation),
             _ => None,
         };
-        let Some((node, generation)) = stale else {
+        let Some((node, generation, others)) = stale else {
             return;
         };
-        if let Ok(fresh) = self.content(node) {
+        if let Ok(fresh) = self.snapshot(node, others) {
             if let Some(Handle::File {
                 content,
                 generation: g,
@@ -507,6 +510,7 @@ impl Filesystem for DomFs {
             _ => {}
         }
         let opener = req.pid();
+        let others = req.uid() != 0 && req.uid() != self.settings.uid;
         self.watcher().guard(
             opener,
             reply,
@@ -517,7 +521,7 @@ impl Filesystem for DomFs {
                 if !reading {
                     return Ok((Vec::new(), generation));
                 }
-                match self.content(node) {
+                match self.snapshot(node, others) {
                     Ok(c) => Ok((c.into_bytes(), generation)),
                     Err(e) => {
                         let (scope, what) = self.describe(node);
@@ -541,6 +545,7 @@ impl Filesystem for DomFs {
                     generation,
                     input,
                     opener,
+                    others,
                 });
                 // Reads bypass the page cache: a size the kernel took from
                 // one stat and pages it took from a snapshot of another
