@@ -45,8 +45,11 @@ use MoveOn::{Unsupported as NS, UnsupportedOrNoDomain as NS_OR_GONE};
 /// XML and lifecycle, xenstore first for lists, lookups, shutdown, reboot
 /// and the memory target. Lookups and a domain's values move on past a
 /// driver that does not know the domain: each back end knows only some.
+/// Those reads, and the list of active domains, also move on past a back
+/// end that failed (`MoveOn::UnsupportedOrNoDomain`), so a dead xenstored
+/// leaves xend's answers readable and the other way round.
 pub const ROUTES: Routes = &[
-    route(Operation::ListActive, &[XS, HV, XEND], NS),
+    route(Operation::ListActive, &[XS, HV, XEND], NS_OR_GONE),
     route(Operation::ListDefined, &[XEND], NS),
     route(Operation::LookupByName, &[XS, XEND], NS_OR_GONE),
     route(Operation::LookupById, &[XS, HV, XEND], NS_OR_GONE),
