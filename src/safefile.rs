@@ -269,6 +269,34 @@ mod tests {
     }
 
     #[test]
+    fn another_users_link_in_a_sticky_directory_is_refused() {
+        if !geteuid().is_root() {
+            return; // giving the link away needs root
+        }
+        let d = tmpdir("sticky");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let target = d.join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        symlink(&target, d.join("link")).unwrap();
+        std::os::unix::fs::lchown(d.join("link"), Some(65534), Some(65534)).unwrap();
+        for result in [
+            write(&d.join("link"), b"x").map(|_| ()),
+            read(&d.join("link"), 10).map(|_| ()),
+        ] {
+            match result {
+                Err(ImageFileError::ForeignLink { owner: 65534 }) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        // Outside a shared directory the same link is followed.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write(&d.join("link"), b"new").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn special_files_and_nameless_paths_are_refused() {
         let d = tmpdir("special");
         assert!(matches!(write(&d, b"x"), Err(ImageFileError::NotRegular)));
