@@ -8,8 +8,8 @@
 //! unknown option is a warning, never a failure, as sshfs does. Parsing only:
 //! nothing here touches the system.
 
+use crate::connection::ConnectOptions;
 use clap::{value_parser, Arg, ArgAction, Command};
-use domfs::connection::ConnectOptions;
 use fuser::{MountOption, SessionACL};
 use std::ffi::OsString;
 use std::path::PathBuf;

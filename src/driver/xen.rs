@@ -52,11 +52,13 @@ use MoveOn::{Unsupported as NS, UnsupportedOrNoDomain as NS_OR_GONE};
 /// lifecycle, save and restore, memory and vCPU counts, with xend after it
 /// for the hosts that still run one; xenstore first for lists and lookups
 /// of running domains. Lookups and a domain's values move on past a driver
-/// that does not know the domain: each back end knows only some. A driver
-/// the connection lacks is simply skipped, so without libxl the order is
-/// the one before it.
+/// that does not know the domain: each back end knows only some. Those
+/// reads, and the list of active domains, also move on past a back end
+/// that failed (`MoveOn::UnsupportedOrNoDomain`), so a dead xenstored
+/// leaves the others' answers readable. A driver the connection lacks is
+/// simply skipped, so without libxl the order is the one before it.
 pub const ROUTES: Routes = &[
-    route(Operation::ListActive, &[XS, HV, XEND], NS),
+    route(Operation::ListActive, &[XS, HV, XEND], NS_OR_GONE),
     route(Operation::ListDefined, &[LX, XEND], NS),
     route(Operation::LookupByName, &[XS, LX, XEND], NS_OR_GONE),
     route(Operation::LookupById, &[XS, HV, LX, XEND], NS_OR_GONE),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 impl DomFs {
     /// A save or restore path, resolved outside this mount (see `paths`).
     pub(super) fn image_path(&self, path: &Path) -> Result<PathBuf> {
-        paths::resolve_outside(path, &self.settings.mountpoint).map_err(Error::invalid)
+        paths::resolve_outside(path, &self.settings.mountpoint)
     }
 
     /// Applies one complete command line written to a command file.

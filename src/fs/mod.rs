@@ -122,6 +122,9 @@ enum Handle {
         /// The process that opened the file: when it closes an incomplete
         /// document, the close fails (see `flush`).
         opener: u32,
+        /// Opened by a user other than root and the mount's owner: secrets
+        /// are left out of what it reads (see `content::for_others`).
+        others: bool,
     },
     /// A temporary file: reads and writes go to the scratch store.
     Scratch(u64),

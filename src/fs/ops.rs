@@ -124,17 +124,20 @@ impl DomFs {
     fn refresh(&self, fh: u64) {
         let stale = match lock(&self.handles).get(&fh) {
             Some(Handle::File {
-                node, generation, ..
+                node,
+                generation,
+                others,
+                ..
             }) => node
                 .domain()
-                .map(|u| (*node, self.feed.generation(u)))
-                .filter(|(_, g)| g != generation),
+                .map(|u| (*node, self.feed.generation(u), *others))
+                .filter(|(_, g, _)| g != generation),
             _ => None,
         };
-        let Some((node, generation)) = stale else {
+        let Some((node, generation, others)) = stale else {
             return;
         };
-        if let Ok(fresh) = self.content(node) {
+        if let Ok(fresh) = self.snapshot(node, others) {
             if let Some(Handle::File {
                 content,
                 generation: g,
@@ -520,6 +523,7 @@ impl Filesystem for DomFs {
             _ => {}
         }
         let opener = req.pid();
+        let others = req.uid() != 0 && req.uid() != self.settings.uid;
         self.watcher().guard(
             opener,
             reply,
@@ -530,7 +534,7 @@ impl Filesystem for DomFs {
                 if !reading {
                     return Ok((Vec::new(), generation));
                 }
-                match self.content(node) {
+                match self.snapshot(node, others) {
                     Ok(c) => Ok((c.into_bytes(), generation)),
                     Err(e) => {
                         let (scope, what) = self.describe(node);
@@ -554,6 +558,7 @@ impl Filesystem for DomFs {
                     generation,
                     input,
                     opener,
+                    others,
                 });
                 // Reads bypass the page cache: a size the kernel took from
                 // one stat and pages it took from a snapshot of another

@@ -326,7 +326,16 @@ pub fn parse_tree(text: &str) -> Result<Element, XmlError> {
                 Ok(resolved.ok_or_else(unknown)?)
             }
             Event::Eof => break,
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => continue,
+            // A DTD could declare entities (a billion laughs, or a file
+            // named by SYSTEM); domain XML never needs one, so none is read.
+            Event::DocType(_) => {
+                return Err(malformed(
+                    line,
+                    None,
+                    "a DOCTYPE is refused: domfs reads no DTD and expands no entities",
+                ))
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => continue,
         };
         let piece = piece.map_err(|e| malformed(line, stack.last(), e))?;
         match stack.last_mut() {
@@ -371,6 +380,11 @@ fn open_element(
         .decode(start.name().as_ref())
         .map_err(|e| malformed(line, None, e))?
         .into_owned();
+    if name.is_empty() {
+        // `<\t/>`: quick-xml reads a tag whose name is white space as a
+        // nameless element, which no writer could give back.
+        return Err(malformed(line, stack.last(), "an element without a name"));
+    }
     let mut el = Element {
         name,
         line,
@@ -1530,7 +1544,7 @@ mod tests {
 
     #[test]
     fn prolog_comments_and_bom_are_dropped() {
-        let text = "\u{feff}<?xml version='1.0'?>\n<!-- made by hand -->\n<!DOCTYPE domain>\n\
+        let text = "\u{feff}<?xml version='1.0'?>\n<!-- made by hand -->\n\
                     <domain type='xen'><?pi x?><name>a<!-- n --></name><memory>1</memory>\
                     <os><type>hvm</type><boot dev='cdrom'/><boot dev='hd'/></os></domain>\n";
         let def = parse(text).unwrap();
@@ -1540,6 +1554,23 @@ mod tests {
             .starts_with("<domain type='xen'>\n  <name>a</name>\n"));
         let e = parse("<domain type='xen'>\n<name>a</name>\n<memory>x").unwrap_err();
         assert_eq!((e.line, e.element), (Some(3), None));
+    }
+
+    #[test]
+    fn doctypes_and_declared_entities_are_refused() {
+        for text in [
+            "<!DOCTYPE domain>\n<domain type='xen'><name>a</name></domain>",
+            "<!DOCTYPE d [<!ENTITY x 'y'>]><domain type='xen'><name>&x;</name></domain>",
+            "<!DOCTYPE d SYSTEM 'file:///etc/passwd'><domain type='xen'/>",
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.message.contains("DOCTYPE is refused"), "{text}: {e}");
+        }
+        let e = parse("<domain type='xen'><name>&x;</name></domain>").unwrap_err();
+        assert!(
+            e.message.contains("unknown or invalid reference '&x;'"),
+            "{e}"
+        );
     }
 
     #[test]
