@@ -235,6 +235,14 @@ impl DomFs {
 
     /// The domain's reference: from the cache while no event about the
     /// domain came since the lookup (and for at most a TTL), else one lookup.
+    /// Drops the cached reference to a domain this mount just changed: its
+    /// back end's event (a xenstore watch, a poll) may come after the write
+    /// returns, and until then the old reference (an id of -1 after a
+    /// start) would send reads to the wrong driver.
+    fn forget_ref(&self, uuid: Uuid) {
+        lock(&self.refs).remove(&uuid);
+    }
+
     fn domain(&self, uuid: Uuid) -> Result<DomainRef> {
         let generation = self.feed.generation(uuid);
         if let Some(c) = lock(&self.refs).get(&uuid) {
