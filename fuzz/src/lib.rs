@@ -8,6 +8,7 @@
 //! on every input that ever crashed, so a fixed crash stays fixed in
 //! `cargo test` without a fuzzer installed.
 
+use domfs::driver::libxl::image as libxl_image;
 use domfs::driver::test::{host, image};
 use domfs::driver::xend::{http, sxp};
 use domfs::driver::xenstore::wire::{self, Decoder, Message, Request};
@@ -251,6 +252,27 @@ pub fn saved_image(data: &[u8]) {
         let again = image::encode(xml).unwrap_or_else(|e| panic!("decoded but no encode: {e}"));
         assert_eq!(again.as_slice(), &data[..again.len()]);
         let _ = xml::parse(xml);
+    }
+    // The libxl driver's images: libvirt's header, then the definition. A
+    // header that reads back gives a definition that writes back to the
+    // same header and text.
+    if let Ok(h) = libxl_image::decode_header(data) {
+        let end = (libxl_image::HEADER_LEN + h.xml_len as usize).min(data.len());
+        if let Ok(text) = libxl_image::decode_xml(&data[libxl_image::HEADER_LEN..end]) {
+            // Exactly one definition and its NUL, as the writer lays it out.
+            let whole = text.len() + 1 == h.xml_len as usize
+                && data.get(libxl_image::HEADER_LEN + text.len()) == Some(&0);
+            if h.version == libxl_image::VERSION && whole {
+                let again = libxl_image::encode(&text)
+                    .unwrap_or_else(|e| panic!("decoded but no encode: {e}"));
+                assert_eq!(&again[..24], &data[..24], "the header round-trips");
+                assert_eq!(
+                    libxl_image::decode_xml(&again[libxl_image::HEADER_LEN..]).ok(),
+                    Some(text.clone())
+                );
+            }
+            let _ = xml::parse(&text);
+        }
     }
 }
 
