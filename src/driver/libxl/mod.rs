@@ -331,10 +331,15 @@ impl LibxlDriver {
     }
 
     /// Starts `def` (already known to the driver under its UUID).
-    fn run_def(&self, def: DomainDef) -> Result<DomainId> {
+    /// Builds `def` and records it running, on the libxl thread, so the
+    /// domain's events (taken there after the job) find it recorded.
+    fn run_def(&self, def: DomainDef) -> Result<DomainRef> {
         check_boot_files(&def)?;
-        self.worker
-            .call("building a domain", SLOW, move |t| launch(t, &def))
+        let shared = self.shared.clone();
+        self.worker.call("building a domain", SLOW, move |t| {
+            let id = launch(t, &def)?;
+            Ok(shared.running(&def, id))
+        })
     }
 
     /// Checks a new definition's name and UUID against the known domains:
@@ -632,8 +637,7 @@ impl Driver for LibxlDriver {
         if def.uuid.is_none() {
             def.set_uuid(Some(Uuid::generate()));
         }
-        let id = self.run_def(def.clone())?;
-        Ok(self.shared.running(&def, id))
+        self.run_def(def)
     }
 
     fn define_xml(&self, mut def: DomainDef) -> Result<DomainRef> {
@@ -696,9 +700,7 @@ impl Driver for LibxlDriver {
             (Some(_), _) => Err(Error::state(format!("domain '{}' is running", e.name))),
             (None, None) => Err(Error::no_domain("libxl: no definition")),
         })?;
-        let id = self.run_def(def.clone())?;
-        self.shared.running(&def, id);
-        Ok(())
+        self.run_def(def).map(drop)
     }
 
     fn shutdown(&self, dom: &DomainRef) -> Result<()> {
@@ -712,16 +714,16 @@ impl Driver for LibxlDriver {
     fn destroy(&self, dom: &DomainRef) -> Result<()> {
         let domid = self.domid(dom)?;
         let name = dom.name.0.clone();
+        let shared = self.shared.clone();
         self.worker.call("destroy", SLOW, move |t| {
             let since = t.ctx.errors_logged();
             t.ctx
                 .destroy(domid)
                 .map_err(|c| failed(t, &format!("destroy of '{name}'"), c, since))?;
             t.unwatch(domid);
+            shared.stopped(domid);
             Ok(())
-        })?;
-        self.shared.stopped(domid);
-        Ok(())
+        })
     }
 
     fn suspend(&self, dom: &DomainRef) -> Result<()> {
@@ -757,6 +759,7 @@ impl Driver for LibxlDriver {
             .and_then(|()| file.flush())
             .map_err(|e| Error::backend(format!("writing {path_shown}: {e}")))?;
         let name = dom.name.0.clone();
+        let shared = self.shared.clone();
         let saved = self.worker.call("save", SLOW, move |t| {
             let since = t.ctx.errors_logged();
             t.ctx
@@ -769,19 +772,17 @@ impl Driver for LibxlDriver {
                 .destroy(domid)
                 .map_err(|c| failed(t, &format!("destroying '{name}' after its save"), c, since))?;
             t.unwatch(domid);
+            if let Some(r) = shared.stopped(domid) {
+                shared.publish(EventKind::Stopped(crate::model::StopReason::Saved), &r);
+            }
             Ok(())
         });
-        if let Err(e) = saved {
+        if let Err(e) = &saved {
             if e.kind != ErrorKind::TimedOut {
                 let _ = std::fs::remove_file(path);
             }
-            return Err(e);
         }
-        if let Some(r) = self.shared.stopped(domid) {
-            self.shared
-                .publish(EventKind::Stopped(crate::model::StopReason::Saved), &r);
-        }
-        Ok(())
+        saved
     }
 
     /// Reads the header's definition back, refuses an image without one,
@@ -821,12 +822,13 @@ impl Driver for LibxlDriver {
         let json = CString::new(json).map_err(|_| Error::invalid("a NUL in the definition"))?;
         let name = def.name.clone();
         let stream = header.stream_version();
-        let id = self.worker.call("restore", SLOW, move |t| {
+        let shared = self.shared.clone();
+        self.worker.call("restore", SLOW, move |t| {
             let since = t.ctx.errors_logged();
             let restored = t.ctx.restore(&json, &file, stream);
-            running(t, restored, &format!("restoring '{name}'"), since)
-        })?;
-        Ok(self.shared.running(&def, id))
+            let id = running(t, restored, &format!("restoring '{name}'"), since)?;
+            Ok(shared.running(&def, id))
+        })
     }
 
     /// A running domain's balloon target; a shut-off one's definition.
