@@ -23,6 +23,7 @@ mod ops;
 pub mod paths;
 pub mod pool;
 pub mod scratch;
+mod sys;
 pub mod text;
 pub mod tree;
 
@@ -174,6 +175,8 @@ impl DomFs {
         {
             log::error!("cannot start the event thread: {e}; poll and events stay silent");
         }
+        // What connecting loaded and let go (a host's whole document).
+        sys::release_free_memory();
         DomFs {
             dispatch,
             settings,

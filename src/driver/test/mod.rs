@@ -133,12 +133,12 @@ impl TestDomain {
     }
 
     fn name(&self) -> &str {
-        &self.config.name
+        &self.config.basics().name
     }
 
     fn uuid(&self) -> Uuid {
         // Every definition gets a UUID before it is stored.
-        self.config.uuid.unwrap_or(Uuid([0; 16]))
+        self.config.basics().uuid.unwrap_or(Uuid([0; 16]))
     }
 
     fn reference(&self) -> DomainRef {
@@ -274,15 +274,16 @@ impl Host {
     /// Where `def` would go: the index of an existing domain it names, or
     /// None for a new one. Name and UUID must agree with any existing domain.
     fn place(&self, def: &DomainDef) -> Result<Option<usize>> {
-        let by_name = self.by_name.get(&def.name).copied();
-        let by_uuid = def.uuid.and_then(|u| self.by_uuid.get(&u).copied());
-        match (by_name, by_uuid, def.uuid) {
+        let b = def.basics();
+        let by_name = self.by_name.get(&*b.name).copied();
+        let by_uuid = b.uuid.and_then(|u| self.by_uuid.get(&u).copied());
+        match (by_name, by_uuid, b.uuid) {
             (Some(n), Some(u), _) if n == u => Ok(Some(n)),
             (Some(n), _, Some(uuid)) => Err(Error::new(
                 ErrorKind::AlreadyExists,
                 format!(
                     "domain '{}' already exists with uuid {}, not {uuid}",
-                    def.name,
+                    b.name,
                     self.domains[n].uuid()
                 ),
             )),
@@ -312,7 +313,7 @@ impl Host {
                 ));
             }
             def.set_uuid(Some(existing.uuid()));
-        } else if def.uuid.is_none() {
+        } else if def.basics().uuid.is_none() {
             def.set_uuid(Some(Uuid::generate()));
         }
         def.set_id(None);
@@ -340,14 +341,17 @@ impl Host {
 
 impl TestDriver {
     pub fn new(spec: HostSpec) -> Result<TestDriver> {
+        let n = spec.domains.len();
         let mut host = Host {
             node: spec.node,
-            domains: Vec::new(),
-            by_uuid: HashMap::new(),
-            by_name: HashMap::new(),
-            by_id: HashMap::new(),
+            domains: Vec::with_capacity(n),
+            by_uuid: HashMap::with_capacity(n),
+            by_name: HashMap::with_capacity(n),
+            by_id: HashMap::with_capacity(n),
             next_id: 1,
         };
+        // Sized once: growing by doubling would leave up to half of each
+        // unused on a large host.
         for def in spec.domains {
             host.launch(def, true)?;
         }
@@ -419,10 +423,10 @@ impl TestDriver {
 /// Stores memory the way libvirt writes it back: both amounts present, in
 /// KiB with an explicit unit, current memory never above the maximum.
 fn normalize(def: &mut DomainDef) {
-    let max = def.memory_kib;
-    let current = def.current_memory_kib.unwrap_or(max).min(max);
-    def.set_memory_kib(max);
-    def.set_current_memory_kib(Some(current));
+    let b = def.basics();
+    let max = b.memory_kib;
+    let current = b.current_memory_kib.unwrap_or(max).min(max);
+    def.set_memory_both(max, Some(current));
 }
 
 fn lifecycle_running(action: Option<LifecycleAction>) -> bool {
@@ -513,7 +517,7 @@ impl Driver for TestDriver {
     fn domain_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
         let host = self.host();
         let d = &host.domains[host.find(dom)?];
-        let def = d.current_fields();
+        let def = d.current_fields().basics();
         Ok(DomainInfo {
             state: d.state(),
             max_memory_kib: def.memory_kib,
@@ -586,7 +590,7 @@ impl Driver for TestDriver {
                 i
             }
             None => {
-                if def.uuid.is_none() {
+                if def.basics().uuid.is_none() {
                     def.set_uuid(Some(Uuid::generate()));
                 }
                 host.push(TestDomain {
@@ -728,7 +732,7 @@ impl Driver for TestDriver {
     fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
         self.with_domain(dom, Operation::SetMemory, |host, idx| {
             let def = host.domains[idx].current_def_mut();
-            limits::memory_within(kib, def.memory_kib).map_err(Error::invalid)?;
+            limits::memory_within(kib, def.basics().memory_kib).map_err(Error::invalid)?;
             def.set_current_memory_kib(Some(kib));
             Ok(Some(EventKind::MemoryChanged))
         })
@@ -740,7 +744,7 @@ impl Driver for TestDriver {
     fn set_max_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
         self.with_domain(dom, Operation::SetMaxMemory, |host, idx| {
             let def = &mut host.domains[idx].config;
-            if def.current_memory_kib.is_some_and(|cur| cur > kib) {
+            if def.basics().current_memory_kib.is_some_and(|cur| cur > kib) {
                 def.set_current_memory_kib(Some(kib));
             }
             def.set_memory_kib(kib);
@@ -753,8 +757,9 @@ impl Driver for TestDriver {
     fn set_vcpus(&self, dom: &DomainRef, count: u32) -> Result<()> {
         self.with_domain(dom, Operation::SetVcpus, |host, idx| {
             let def = host.domains[idx].current_def_mut();
-            limits::vcpus_within(count, def.vcpus).map_err(Error::invalid)?;
-            def.set_current_vcpus((count != def.vcpus).then_some(count))
+            let max = def.basics().vcpus;
+            limits::vcpus_within(count, max).map_err(Error::invalid)?;
+            def.set_current_vcpus((count != max).then_some(count))
                 .map_err(|e| Error::invalid(e.to_string()))?;
             Ok(Some(EventKind::VcpusChanged))
         })
@@ -834,7 +839,10 @@ impl Driver for TestDriver {
 
     fn domain_max_vcpus(&self, dom: &DomainRef) -> Result<u32> {
         let host = self.host();
-        Ok(host.domains[host.find(dom)?].current_fields().vcpus)
+        Ok(host.domains[host.find(dom)?]
+            .current_fields()
+            .basics()
+            .vcpus)
     }
 
     fn domain_autostart(&self, dom: &DomainRef) -> Result<bool> {
@@ -867,7 +875,7 @@ impl Driver for TestDriver {
     fn domain_vcpu_info(&self, dom: &DomainRef) -> Result<Vec<VcpuInfo>> {
         let host = self.host();
         let d = &host.domains[host.find(dom)?];
-        let def = d.current_fields();
+        let def = d.current_fields().basics();
         let count = def.current_vcpus.unwrap_or(def.vcpus);
         let anywhere = CpuSet::first(PINNABLE_CPUS);
         let last_cpu = host.node.cpus.saturating_sub(1);
@@ -899,7 +907,7 @@ impl Driver for TestDriver {
     fn pin_vcpu(&self, dom: &DomainRef, vcpu: u32, cpus: CpuSet) -> Result<()> {
         self.with_domain(dom, Operation::PinVcpu, |host, idx| {
             let d = &mut host.domains[idx];
-            let def = d.current_fields();
+            let def = d.current_fields().basics();
             let count = def.current_vcpus.unwrap_or(def.vcpus);
             if vcpu >= count {
                 return Err(Error::invalid(format!(
