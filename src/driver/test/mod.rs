@@ -86,6 +86,11 @@ struct Live {
     /// spares a second tree per running domain: a host of 10,000 running
     /// domains held 12 MiB of such copies.
     own: Option<Box<DomainDef>>,
+    /// Memory set live (`setmem`) while `own` is None: kept as a number,
+    /// not a copy, so a `setmem` to each of 10,000 running domains costs
+    /// no definitions. Copies of the running definition carry it, and it
+    /// moves into `own` when one is made.
+    memory_kib: Option<u64>,
     /// CPU time accumulated before `running_since`.
     cpu_ns: u64,
     /// When the domain last entered a state that consumes CPU.
@@ -102,6 +107,7 @@ impl Live {
             id,
             state: State::Running,
             own: None,
+            memory_kib: None,
             cpu_ns: 0,
             running_since: Some(Instant::now()),
             pins: HashMap::new(),
@@ -169,7 +175,20 @@ impl TestDomain {
     fn running_copy(&self, id: DomainId) -> DomainDef {
         let mut def = self.config.clone();
         def.set_id(Some(id));
+        if let Some(kib) = self.live.as_ref().and_then(|l| l.memory_kib) {
+            def.set_current_memory_kib(Some(kib));
+        }
         def
+    }
+
+    /// The memory the domain has now, in KiB.
+    fn current_memory_kib(&self) -> u64 {
+        let b = self.current_fields().basics();
+        self.live
+            .as_ref()
+            .and_then(|l| l.memory_kib)
+            .or(b.current_memory_kib)
+            .unwrap_or(b.memory_kib)
     }
 
     /// Gives a running domain that still shares its configuration a copy
@@ -179,6 +198,7 @@ impl TestDomain {
             let copy = Box::new(self.running_copy(*id));
             if let Some(live) = self.live.as_mut() {
                 live.own = Some(copy);
+                live.memory_kib = None;
             }
         }
     }
@@ -521,7 +541,7 @@ impl Driver for TestDriver {
         Ok(DomainInfo {
             state: d.state(),
             max_memory_kib: def.memory_kib,
-            memory_kib: def.current_memory_kib.unwrap_or(def.memory_kib),
+            memory_kib: d.current_memory_kib(),
             vcpus: def.current_vcpus.unwrap_or(def.vcpus),
             cpu_time_ns: d.live.as_ref().map_or(0, Live::cpu_time_ns),
         })
@@ -731,9 +751,19 @@ impl Driver for TestDriver {
 
     fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
         self.with_domain(dom, Operation::SetMemory, |host, idx| {
-            let def = host.domains[idx].current_def_mut();
-            limits::memory_within(kib, def.basics().memory_kib).map_err(Error::invalid)?;
-            def.set_current_memory_kib(Some(kib));
+            let d = &mut host.domains[idx];
+            match d.live.as_mut() {
+                Some(live) if live.own.is_none() => {
+                    limits::memory_within(kib, d.config.basics().memory_kib)
+                        .map_err(Error::invalid)?;
+                    live.memory_kib = Some(kib);
+                }
+                _ => {
+                    let def = d.current_def_mut();
+                    limits::memory_within(kib, def.basics().memory_kib).map_err(Error::invalid)?;
+                    def.set_current_memory_kib(Some(kib));
+                }
+            }
             Ok(Some(EventKind::MemoryChanged))
         })
     }
