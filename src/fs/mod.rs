@@ -177,6 +177,7 @@ impl DomFs {
         }
         // What connecting loaded and let go (a host's whole document).
         sys::release_free_memory();
+        sys::one_arena();
         DomFs {
             dispatch,
             settings,
