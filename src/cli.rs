@@ -8,8 +8,8 @@
 //! unknown option is a warning, never a failure, as sshfs does. Parsing only:
 //! nothing here touches the system.
 
+use crate::connection::ConnectOptions;
 use clap::{value_parser, Arg, ArgAction, Command};
-use domfs::connection::ConnectOptions;
 use fuser::{MountOption, SessionACL};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -192,6 +192,18 @@ const OPTIONS: &[Opt] = &[
         "PATH",
         |o, v| o.connect.privcmd = Some(v.to_string()),
         "xen:///: the privcmd device, or none",
+    ),
+    value(
+        "libxl",
+        "none",
+        |o, v| o.connect.libxl = Some(v.to_string()),
+        "xen:///: none goes without libxenlight even in dom0",
+    ),
+    value(
+        "state_dir",
+        "PATH",
+        |o, v| o.connect.state_dir = Some(v.to_string()),
+        "xen:///: where the libxl driver keeps definitions (default /var/lib/domfs/xen)",
     ),
     value(
         "poll_ms",
@@ -409,7 +421,8 @@ mod tests {
         assert!(!a.opts.connect.read_only, "the last of ro/rw wins");
         let a = parse_ok(&[
             "-o",
-            "xenstore=/run/xenstored/socket,xend=http://h:8000,privcmd=none,retry",
+            "xenstore=/run/xenstored/socket,xend=http://h:8000,privcmd=none,retry,\
+             libxl=none,state_dir=/srv/defs",
             "xen:///",
             "/m",
         ]);
@@ -419,6 +432,8 @@ mod tests {
         );
         assert_eq!(a.opts.connect.xend.as_deref(), Some("http://h:8000"));
         assert_eq!(a.opts.connect.privcmd.as_deref(), Some("none"));
+        assert_eq!(a.opts.connect.libxl.as_deref(), Some("none"));
+        assert_eq!(a.opts.connect.state_dir.as_deref(), Some("/srv/defs"));
         assert!(a.opts.retry);
     }
 

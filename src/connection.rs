@@ -10,7 +10,7 @@ use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::uri::Uri;
 
-pub use crate::driver::xen::{check_privcmd, check_xend};
+pub use crate::driver::xen::{check_libxl, check_privcmd, check_xend};
 
 /// What a mount asks of its connection besides the URI: the `-o` options
 /// that choose and tune back ends. Every key the command line accepts for a
@@ -27,6 +27,10 @@ pub struct ConnectOptions {
     /// `-o poll_ms=N`: how often the hypervisor driver compares domain
     /// lists for changes no watch reports; 0 never.
     pub poll_ms: Option<u64>,
+    /// `-o libxl=none`: go without libxenlight even in dom0.
+    pub libxl: Option<String>,
+    /// `-o state_dir=PATH`: where the libxl driver keeps definitions.
+    pub state_dir: Option<String>,
 }
 
 pub fn open(uri: &Uri, opts: &ConnectOptions) -> Result<Dispatcher> {
@@ -64,6 +68,8 @@ pub fn drivers(uri: &Uri, opts: &ConnectOptions) -> Result<Vec<Box<dyn Driver>>>
             xend: opts.xend.as_deref(),
             privcmd: opts.privcmd.as_deref(),
             poll_ms: opts.poll_ms,
+            libxl: opts.libxl.as_deref(),
+            state_dir: opts.state_dir.as_deref(),
         })?,
     })
 }
@@ -125,5 +131,19 @@ mod tests {
             open(&Uri::Xen, &bad).err().unwrap().kind,
             ErrorKind::InvalidArgument
         );
+        let bad = ConnectOptions {
+            libxl: Some("yes".into()),
+            ..opts.clone()
+        };
+        assert_eq!(
+            open(&Uri::Xen, &bad).err().unwrap().kind,
+            ErrorKind::InvalidArgument
+        );
+        let off = ConnectOptions {
+            libxl: Some("none".into()),
+            ..opts
+        };
+        let e = open(&Uri::Xen, &off).err().unwrap();
+        assert!(e.message.contains("libxl=none"), "{}", e.message);
     }
 }

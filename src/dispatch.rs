@@ -27,7 +27,10 @@ pub enum MoveOn {
     Unsupported,
     /// Also "no such domain": on Xen each back end knows only some domains
     /// (xenstore and the hypervisor the running ones, xend also the defined
-    /// ones), so one driver's "not found" is not the connection's.
+    /// ones), so one driver's "not found" is not the connection's. These
+    /// are reads, so they also move on past a back end that failed (down,
+    /// too slow, answering nonsense): the next one may know the answer, and
+    /// one broken back end must not hide what the others serve.
     UnsupportedOrNoDomain,
 }
 
@@ -229,7 +232,7 @@ impl Dispatcher {
             });
         }
         let move_on = self.route(op).map_or(MoveOn::Unsupported, |r| r.move_on);
-        let mut not_found = None;
+        let (mut not_found, mut failed) = (None, None);
         for driver in self.order(op) {
             match call(driver) {
                 Err(e) if e.is_not_supported() => {
@@ -242,10 +245,24 @@ impl Dispatcher {
                     log::trace!("{op}: driver {} does not know the domain", driver.kind());
                     not_found.get_or_insert(e);
                 }
+                Err(e)
+                    if matches!(
+                        e.kind,
+                        ErrorKind::NotConnected | ErrorKind::TimedOut | ErrorKind::Backend
+                    ) && move_on == MoveOn::UnsupportedOrNoDomain =>
+                {
+                    log::info!(
+                        "{op}: driver {} failed, asking the next: {e}",
+                        driver.kind()
+                    );
+                    failed.get_or_insert(e);
+                }
                 other => return other.map_err(|e| e.during(op)),
             }
         }
-        if let Some(e) = not_found {
+        // A failed back end might have known the domain: its failure says
+        // more than another's "not found".
+        if let Some(e) = failed.or(not_found) {
             return Err(e.during(op));
         }
         Err(Error {
@@ -272,7 +289,10 @@ impl Dispatcher {
 
     /// Active domains, then defined ones. A connection none of whose drivers
     /// keeps definitions simply has no defined domains, so "not supported"
-    /// for that half is an empty list, not an error.
+    /// for that half is an empty list, not an error. When the keeper of
+    /// definitions fails (xend dead or answering garbage), the active
+    /// domains another back end lists are still listed and the failure is
+    /// logged: one broken back end must not hide what the others serve.
     pub fn list_domains(&self) -> Result<Vec<DomainRef>> {
         let mut all = self.list_active()?;
         match self.list_defined() {
@@ -284,7 +304,7 @@ impl Dispatcher {
                 }
             }
             Err(e) if e.is_not_supported() => {}
-            Err(e) => return Err(e),
+            Err(e) => log::warn!("listing the active domains only: {e}"),
         }
         Ok(all)
     }
@@ -513,6 +533,65 @@ mod tests {
             ErrorKind::NotSupported,
             "with no driver for active domains listing is not supported"
         );
+    }
+
+    #[test]
+    fn a_failing_keeper_of_definitions_leaves_the_active_list() {
+        let (d, _) = setup(vec![
+            ("xs", vec![(Operation::ListActive, Ok(()))]),
+            (
+                "third",
+                vec![(Operation::ListDefined, Err(ErrorKind::Backend))],
+            ),
+        ]);
+        assert_eq!(d.list_domains().unwrap(), vec![dom()]);
+        let (d, _) = setup(vec![(
+            "xs",
+            vec![(Operation::ListActive, Err(ErrorKind::NotConnected))],
+        )]);
+        assert_eq!(
+            d.list_domains().unwrap_err().kind,
+            ErrorKind::NotConnected,
+            "without the active list there is nothing to show"
+        );
+    }
+
+    #[test]
+    fn reads_move_on_past_a_failed_back_end() {
+        // DomainInfo's Xen route moves on past "no such domain".
+        let (d, calls) = setup(vec![
+            (
+                "xs",
+                vec![(Operation::DomainInfo, Err(ErrorKind::NotConnected))],
+            ),
+            ("third", vec![(Operation::DomainInfo, Ok(()))]),
+        ]);
+        d.domain_info(&dom()).unwrap();
+        assert_eq!(
+            *calls.lock().unwrap(),
+            ["xs:domain info", "third:domain info"]
+        );
+        let (d, _) = setup(vec![
+            (
+                "xs",
+                vec![(Operation::DomainInfo, Err(ErrorKind::TimedOut))],
+            ),
+            (
+                "third",
+                vec![(Operation::DomainInfo, Err(ErrorKind::NoDomain))],
+            ),
+        ]);
+        assert_eq!(d.domain_info(&dom()).unwrap_err().kind, ErrorKind::TimedOut);
+        // A change never moves on: the first back end may have half done it.
+        let (d, calls) = setup(vec![
+            (
+                "xs",
+                vec![(Operation::SetVcpus, Err(ErrorKind::NotConnected))],
+            ),
+            ("third", vec![(Operation::SetVcpus, Ok(()))]),
+        ]);
+        assert!(d.set_vcpus(&dom(), 1).is_err());
+        assert_eq!(*calls.lock().unwrap(), ["xs:setvcpus"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! front end) over `driver` (test, later hypervisor, xenstore and xend). The
 //! `model` is shared by all and depends on none.
 
+pub mod cli;
 pub mod connection;
 pub mod dispatch;
 pub mod driver;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod fs;
 pub mod model;
+pub mod safefile;
 pub mod sync;
 pub mod uri;
 

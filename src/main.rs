@@ -5,13 +5,13 @@
 //! process forks (before any thread exists), then the child connects,
 //! mounts, and says "ready" only once the mount answers.
 
-mod cli;
 mod daemon;
 mod logging;
 mod mountpoint;
 mod retry;
 
 use daemon::Ready;
+use domfs::cli;
 use domfs::dispatch::Dispatcher;
 use domfs::fs::{DomFs, Invalidation, Settings};
 use domfs::uri::Uri;

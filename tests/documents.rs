@@ -155,3 +155,40 @@ fn a_rejected_xml_leaves_the_old_one_intact() {
     m.sh_fails(&format!("cp {clash} define"), libc::EEXIST);
     assert_eq!(m.cat("test/xml"), before);
 }
+
+/// A refused document is dropped: writing it again from offset 0 (busybox's
+/// `cat` does, after a failed write) meets the same refusal and reason, not
+/// an out-of-order write, and `last_error` keeps the real reason.
+#[test]
+fn a_refused_document_can_be_written_again_from_the_start() {
+    let m = Mount::new("test:///default");
+    let uuid = m.value("test/uuid");
+    let doc = web1(262144).replace(
+        "<name>web1</name>",
+        &format!("<name>other</name><uuid>{uuid}</uuid>"),
+    );
+    let script = format!(
+        "import os, sys\n\
+         fd = os.open('define', os.O_WRONLY)\n\
+         doc = {doc:?}.encode()\n\
+         for attempt in range(2):\n\
+         \x20   try:\n\
+         \x20       os.pwrite(fd, doc, 0)\n\
+         \x20       sys.exit('attempt %d was taken' % attempt)\n\
+         \x20   except OSError as e:\n\
+         \x20       print(attempt, e.errno)\n\
+         os.close(fd)\n"
+    );
+    let out = m.sh(&format!("python3 -c {}", quote(&script)));
+    assert!(out.status.success(), "{out:?}");
+    let eexist = libc::EEXIST;
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("0 {eexist}\n1 {eexist}\n")
+    );
+    let last = m.cat("last_error");
+    assert!(
+        last.contains("already") && !last.contains("in order"),
+        "{last}"
+    );
+}

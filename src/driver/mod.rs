@@ -31,6 +31,7 @@ pub enum DriverKind {
     Hypervisor,
     Xend,
     Xenstore,
+    Libxl,
 }
 
 impl DriverKind {
@@ -40,6 +41,7 @@ impl DriverKind {
             DriverKind::Hypervisor => "hypervisor",
             DriverKind::Xend => "xend",
             DriverKind::Xenstore => "xenstore",
+            DriverKind::Libxl => "libxl",
         }
     }
 }

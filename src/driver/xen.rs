@@ -10,6 +10,7 @@
 //! is not used).
 
 use super::hypervisor::{self, HypervisorDriver};
+use super::libxl::{self, LibxlDriver};
 use super::xend::XendDriver;
 use super::xenstore::{self, XenstoreDriver};
 use super::{Driver, DriverKind, Operation};
@@ -28,11 +29,16 @@ pub struct XenOptions<'a> {
     pub privcmd: Option<&'a str>,
     /// How often the hypervisor driver compares domain lists (ms; 0 never).
     pub poll_ms: Option<u64>,
+    /// `none` to go without libxenlight.
+    pub libxl: Option<&'a str>,
+    /// Where the libxl driver keeps definitions.
+    pub state_dir: Option<&'a str>,
 }
 
 const HV: DriverKind = DriverKind::Hypervisor;
 const XEND: DriverKind = DriverKind::Xend;
 const XS: DriverKind = DriverKind::Xenstore;
+const LX: DriverKind = DriverKind::Libxl;
 
 const fn route(op: Operation, order: &'static [DriverKind], move_on: MoveOn) -> Route {
     Route { op, order, move_on }
@@ -40,58 +46,62 @@ const fn route(op: Operation, order: &'static [DriverKind], move_on: MoveOn) -> 
 
 use MoveOn::{Unsupported as NS, UnsupportedOrNoDomain as NS_OR_GONE};
 
-/// Who answers what on a Xen connection, after libvirt's xen_unified: the
-/// hypervisor first for information and state, xend first for definitions,
-/// XML and lifecycle, xenstore first for lists, lookups, shutdown, reboot
-/// and the memory target. Lookups and a domain's values move on past a
-/// driver that does not know the domain: each back end knows only some.
+/// Who answers what on a Xen connection, after libvirt's xen_unified and
+/// its libxl driver: the hypervisor first for information and state;
+/// libxl (where it is loaded: dom0 of Xen 4.17) first for definitions,
+/// lifecycle, save and restore, memory and vCPU counts, with xend after it
+/// for the hosts that still run one; xenstore first for lists and lookups
+/// of running domains. Lookups and a domain's values move on past a driver
+/// that does not know the domain: each back end knows only some. Those
+/// reads, and the list of active domains, also move on past a back end
+/// that failed (`MoveOn::UnsupportedOrNoDomain`), so a dead xenstored
+/// leaves the others' answers readable. A driver the connection lacks is
+/// simply skipped, so without libxl the order is the one before it.
 pub const ROUTES: Routes = &[
-    route(Operation::ListActive, &[XS, HV, XEND], NS),
-    route(Operation::ListDefined, &[XEND], NS),
-    route(Operation::LookupByName, &[XS, XEND], NS_OR_GONE),
-    route(Operation::LookupById, &[XS, HV, XEND], NS_OR_GONE),
-    route(Operation::LookupByUuid, &[XS, HV, XEND], NS_OR_GONE),
-    route(Operation::DomainInfo, &[HV, XEND, XS], NS_OR_GONE),
-    route(Operation::DomainOsType, &[HV, XEND, XS], NS_OR_GONE),
-    route(Operation::DomainXml, &[XEND, XS], NS_OR_GONE),
-    route(Operation::DomainXmlInactive, &[XEND, XS], NS_OR_GONE),
+    route(Operation::ListActive, &[XS, HV, XEND], NS_OR_GONE),
+    route(Operation::ListDefined, &[LX, XEND], NS),
+    route(Operation::LookupByName, &[XS, LX, XEND], NS_OR_GONE),
+    route(Operation::LookupById, &[XS, HV, LX, XEND], NS_OR_GONE),
+    route(Operation::LookupByUuid, &[XS, HV, LX, XEND], NS_OR_GONE),
+    route(Operation::DomainInfo, &[HV, LX, XEND, XS], NS_OR_GONE),
+    route(Operation::DomainOsType, &[HV, LX, XEND, XS], NS_OR_GONE),
+    route(Operation::DomainXml, &[LX, XEND, XS], NS_OR_GONE),
+    route(Operation::DomainXmlInactive, &[LX, XEND, XS], NS_OR_GONE),
     route(Operation::NodeInfo, &[HV, XEND], NS),
     route(Operation::Hypervisor, &[HV, XEND], NS),
-    route(Operation::CreateXml, &[XEND], NS),
-    route(Operation::DefineXml, &[XEND], NS),
-    route(Operation::Undefine, &[XEND], NS),
-    route(Operation::Start, &[XEND], NS),
-    route(Operation::Shutdown, &[XS, XEND, HV], NS),
-    route(Operation::Reboot, &[XS, XEND, HV], NS),
-    route(Operation::Destroy, &[XEND, HV], NS),
-    route(Operation::Suspend, &[XEND, HV], NS),
-    route(Operation::Resume, &[XEND, HV], NS),
-    route(Operation::Save, &[XEND], NS),
-    route(Operation::Restore, &[XEND], NS),
-    route(Operation::SetMemory, &[XS, XEND, HV], NS),
-    route(Operation::SetMaxMemory, &[XEND, HV], NS),
-    route(Operation::SetVcpus, &[XEND, HV], NS),
+    route(Operation::CreateXml, &[LX, XEND], NS),
+    route(Operation::DefineXml, &[LX, XEND], NS),
+    route(Operation::Undefine, &[LX, XEND], NS),
+    route(Operation::Start, &[LX, XEND], NS),
+    route(Operation::Shutdown, &[LX, XS, XEND, HV], NS),
+    route(Operation::Reboot, &[LX, XS, XEND, HV], NS),
+    route(Operation::Destroy, &[LX, XEND, HV], NS),
+    route(Operation::Suspend, &[LX, XEND, HV], NS),
+    route(Operation::Resume, &[LX, XEND, HV], NS),
+    route(Operation::Save, &[LX, XEND], NS),
+    route(Operation::Restore, &[LX, XEND], NS),
+    route(Operation::SetMemory, &[LX, XS, XEND, HV], NS),
+    route(Operation::SetMaxMemory, &[LX, XEND, HV], NS),
+    route(Operation::SetVcpus, &[LX, XEND, HV], NS),
     // As xen_unified sent them: the hypervisor answers vCPUs, pinning and
-    // free memory for running domains (xend, which would follow for
-    // defined ones, answers none of these yet); autostart is the
-    // toolstack's, and no Xen driver answers it yet.
-    route(Operation::DomainMaxVcpus, &[HV, XEND], NS_OR_GONE),
-    route(Operation::DomainAutostart, &[XEND], NS_OR_GONE),
-    route(Operation::SetAutostart, &[XEND], NS),
+    // free memory for running domains, libxl (or xend) the definitions of
+    // shut-off ones; autostart is the toolstack's.
+    route(Operation::DomainMaxVcpus, &[HV, LX, XEND], NS_OR_GONE),
+    route(Operation::DomainAutostart, &[LX, XEND], NS_OR_GONE),
+    route(Operation::SetAutostart, &[LX, XEND], NS),
     route(Operation::NodeFreeMemory, &[HV], NS),
     route(Operation::NodeCellsFreeMemory, &[HV], NS),
     route(Operation::DomainVcpuInfo, &[HV, XEND], NS_OR_GONE),
     route(Operation::PinVcpu, &[HV, XEND], NS),
     // As xen_unified sent them (the scheduler and capabilities to the
-    // hypervisor, devices and dumps to xend); no Xen driver answers these
-    // yet.
+    // hypervisor, devices and dumps to the toolstack).
     route(Operation::DomainSchedulerType, &[HV, XEND], NS_OR_GONE),
     route(Operation::DomainSchedulerParams, &[HV, XEND], NS_OR_GONE),
     route(Operation::SetSchedulerParam, &[HV, XEND], NS),
     route(Operation::NodeCapabilities, &[HV, XEND], NS),
-    route(Operation::CoreDump, &[XEND], NS),
-    route(Operation::AttachDevice, &[XEND], NS),
-    route(Operation::DetachDevice, &[XEND], NS),
+    route(Operation::CoreDump, &[LX, XEND], NS),
+    route(Operation::AttachDevice, &[LX, XEND], NS),
+    route(Operation::DetachDevice, &[LX, XEND], NS),
     route(Operation::DomainBlockStats, &[HV, XEND], NS_OR_GONE),
     route(Operation::DomainInterfaceStats, &[HV, XEND], NS_OR_GONE),
 ];
@@ -114,6 +124,14 @@ pub fn open(opts: &XenOptions<'_>) -> Result<Vec<Box<dyn Driver>>> {
 
     if let Some(v) = opts.privcmd {
         check_privcmd(v)?;
+    }
+    if let Some(v) = opts.libxl {
+        check_libxl(v)?;
+    }
+    if let Some(dir) = opts.state_dir.filter(|d| !d.starts_with('/')) {
+        return Err(Error::invalid(format!(
+            "state_dir={dir}: use an absolute directory path"
+        )));
     }
     let mut hv = None;
     match HypervisorDriver::open(opts.privcmd) {
@@ -170,6 +188,22 @@ pub fn open(opts: &XenOptions<'_>) -> Result<Vec<Box<dyn Driver>>> {
     }
     if let Some(h) = hv {
         drivers.insert(0, Box::new(h));
+    }
+
+    // libxl needs xenstored and privcmd itself, so it comes last; its
+    // context is made here, after any daemonising fork, in dom0 only.
+    match opts.libxl {
+        Some(_) => tried.push("libxl: turned off (libxl=none)".into()),
+        None => match LibxlDriver::open(
+            &libxl::state_dir(opts.state_dir),
+            log::log_enabled!(log::Level::Debug),
+        ) {
+            Ok(d) => {
+                log::info!("xen:///: libxl ({})", libxl::sys::LIBXENLIGHT);
+                drivers.push(Box::new(d));
+            }
+            Err(e) => tried.push(format!("libxl: {e}")),
+        },
     }
 
     for t in &tried {
@@ -239,6 +273,17 @@ pub fn check_xend(url: &str) -> Result<()> {
     } else {
         Err(Error::invalid(format!(
             "xend={url}: use unix:/ABSOLUTE/PATH or http://HOST:PORT"
+        )))
+    }
+}
+
+/// Checks `-o libxl=`: only `none` (libxl is used wherever it can be).
+pub fn check_libxl(value: &str) -> Result<()> {
+    if value == "none" {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "libxl={value}: only libxl=none is known (libxl is used where it loads)"
         )))
     }
 }

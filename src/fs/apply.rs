@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 impl DomFs {
     /// A save or restore path, resolved outside this mount (see `paths`).
     pub(super) fn image_path(&self, path: &Path) -> Result<PathBuf> {
-        paths::resolve_outside(path, &self.settings.mountpoint).map_err(Error::invalid)
+        paths::resolve_outside(path, &self.settings.mountpoint)
     }
 
     /// Applies one complete command line written to a command file.
@@ -22,6 +22,7 @@ impl DomFs {
             Node::Restore => {
                 let path = self.image_path(Path::new(text))?;
                 let dom = self.dispatch.restore(&path)?;
+                self.forget_ref(dom.uuid);
                 log::info!("{}: restored from {}", dom.name, path.display());
                 self.settle();
                 return Ok(());
@@ -87,6 +88,7 @@ impl DomFs {
             Command::PinVcpu(n, cpus) => d.pin_vcpu(&dom, *n, cpus.clone()),
             Command::SetSchedParam(name, v) => d.set_scheduler_param(&dom, name, *v),
         }?;
+        self.forget_ref(dom.uuid);
         log::info!("{}: {cmd}", dom.name);
         self.settle();
         self.forget_if_gone(&dom);
@@ -135,6 +137,7 @@ impl DomFs {
             }
             _ => return Err(Error::invalid("not a document")),
         };
+        self.forget_ref(dom.uuid);
         log::info!("{}: defined from written XML", dom.name);
         self.settle();
         Ok(())

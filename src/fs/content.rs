@@ -389,6 +389,13 @@ impl DomFs {
         Ok(text)
     }
 
+    /// What one open of `node` serves: [`content`](Self::content), less
+    /// the secrets when another user opened it.
+    pub(super) fn snapshot(&self, node: Node, others: bool) -> Result<String> {
+        let text = self.content(node)?;
+        Ok(if others { for_others(node, text) } else { text })
+    }
+
     /// What `node` says now.
     pub(super) fn build(&self, node: Node) -> Result<String> {
         Ok(match node {
@@ -607,4 +614,28 @@ impl DomFs {
         }
         Ok(super::metrics::render(&domains))
     }
+}
+
+/// What a user other than root and the mount's owner may read: domain XML
+/// without the graphics passwords, as libvirt shows it to a connection that
+/// did not ask for (and may not have) `VIR_DOMAIN_XML_SECURE`. Our own
+/// XML always parses; if it ever did not, nothing is shown rather than too
+/// much.
+fn for_others(node: Node, text: String) -> String {
+    if !matches!(node, Node::File(_, DomFile::Xml | DomFile::InactiveXml)) {
+        return text;
+    }
+    let Ok(mut root) = crate::model::xml::parse_tree(&text) else {
+        return String::new();
+    };
+    if let Some(devices) = root.child_mut("devices") {
+        for child in devices.children.iter_mut() {
+            if let crate::model::xml::Node::Element(e) = child {
+                if e.name == "graphics" {
+                    e.remove_attr("passwd");
+                }
+            }
+        }
+    }
+    root.to_xml()
 }

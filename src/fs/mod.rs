@@ -126,6 +126,9 @@ enum Handle {
         /// The process that opened the file: when it closes an incomplete
         /// document, the close fails (see `flush`).
         opener: u32,
+        /// Opened by a user other than root and the mount's owner: secrets
+        /// are left out of what it reads (see `content::for_others`).
+        others: bool,
     },
     /// A temporary file: reads and writes go to the scratch store.
     Scratch(u64),
@@ -245,6 +248,14 @@ impl DomFs {
 
     /// The domain's reference: from the cache while no event about the
     /// domain came since the lookup (and for at most a TTL), else one lookup.
+    /// Drops the cached reference to a domain this mount just changed: its
+    /// back end's event (a xenstore watch, a poll) may come after the write
+    /// returns, and until then the old reference (an id of -1 after a
+    /// start) would send reads to the wrong driver.
+    fn forget_ref(&self, uuid: Uuid) {
+        lock(&self.refs).remove(&uuid);
+    }
+
     fn domain(&self, uuid: Uuid) -> Result<DomainRef> {
         let generation = self.feed.generation(uuid);
         if let Some(c) = lock(&self.refs).get(&uuid) {

@@ -31,6 +31,19 @@ impl DomFs {
         self.fail(scope, &format!("{what} <- {}", text::quote(data)), e)
     }
 
+    /// A complete document that was refused is dropped, so the writer may
+    /// try again from offset 0 (as busybox's `cat` does after a failed
+    /// write) and meet the same refusal, not an out-of-order one.
+    fn forget_document(&self, fh: FileHandle) {
+        if let Some(Handle::File {
+            input: Input::Document(doc),
+            ..
+        }) = lock(&self.handles).get_mut(&fh.0)
+        {
+            *doc = super::document::Document::default();
+        }
+    }
+
     /// Applies what a write or a close completed.
     fn run_pending(&self, node: Node, pending: Pending) -> Result<(), Errno> {
         match pending {
@@ -111,17 +124,20 @@ impl DomFs {
     fn refresh(&self, fh: u64) {
         let stale = match lock(&self.handles).get(&fh) {
             Some(Handle::File {
-                node, generation, ..
+                node,
+                generation,
+                others,
+                ..
             }) => node
                 .domain()
-                .map(|u| (*node, self.feed.generation(u)))
-                .filter(|(_, g)| g != generation),
+                .map(|u| (*node, self.feed.generation(u), *others))
+                .filter(|(_, g, _)| g != generation),
             _ => None,
         };
-        let Some((node, generation)) = stale else {
+        let Some((node, generation, others)) = stale else {
             return;
         };
-        if let Ok(fresh) = self.content(node) {
+        if let Ok(fresh) = self.snapshot(node, others) {
             if let Some(Handle::File {
                 content,
                 generation: g,
@@ -530,6 +546,7 @@ impl Filesystem for DomFs {
             _ => {}
         }
         let opener = req.pid();
+        let others = req.uid() != 0 && req.uid() != self.settings.uid;
         self.watcher().guard(
             opener,
             reply,
@@ -540,7 +557,7 @@ impl Filesystem for DomFs {
                 if !reading {
                     return Ok((Vec::new(), generation));
                 }
-                match self.content(node) {
+                match self.snapshot(node, others) {
                     Ok(c) => Ok((c.into_bytes(), generation)),
                     Err(e) => {
                         let (scope, what) = self.describe(node);
@@ -564,6 +581,7 @@ impl Filesystem for DomFs {
                     generation,
                     input,
                     opener,
+                    others,
                 });
                 // Reads bypass the page cache: a size the kernel took from
                 // one stat and pages it took from a snapshot of another
@@ -691,7 +709,14 @@ impl Filesystem for DomFs {
             req.pid(),
             reply,
             || match gathered {
-                Ok(pending) => self.run_pending(node, pending),
+                Ok(pending) => {
+                    let document = matches!(pending, Pending::Document(_));
+                    let done = self.run_pending(node, pending);
+                    if document && done.is_err() {
+                        self.forget_document(fh);
+                    }
+                    done
+                }
                 Err((e, too_big)) => {
                     let errno = self.fail_write(node, data, &e);
                     Err(if too_big { Errno::EFBIG } else { errno })

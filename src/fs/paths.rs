@@ -4,6 +4,7 @@
 //! component at a time and never asks the kernel about anything at or below
 //! the mount point (which would come back to this process).
 
+use crate::error::{Error, ErrorKind};
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
@@ -19,17 +20,21 @@ fn inside(p: &Path, mount: &Path) -> bool {
 /// `..`, following links as the kernel would. Components that do not exist
 /// (the file a save creates) are kept as written. Fails when the path is, or
 /// leads through a link into, `mount` (canonical).
-pub fn resolve_outside(path: &Path, mount: &Path) -> Result<PathBuf, String> {
+pub fn resolve_outside(path: &Path, mount: &Path) -> Result<PathBuf, Error> {
     if !path.is_absolute() {
-        return Err(format!("'{}' is not an absolute path", path.display()));
+        return Err(Error::invalid(format!(
+            "'{}' is not an absolute path",
+            path.display()
+        )));
     }
     let refuse = || {
-        format!(
+        Error::invalid(format!(
             "'{}' lies inside the domfs mount {}; save images elsewhere",
             path.display(),
             mount.display()
-        )
+        ))
     };
+    let io = |p: &Path, e: std::io::Error| Error::invalid(format!("'{}': {e}", p.display()));
     // Components still to walk, first at the end.
     let mut pending: Vec<OsString> = Vec::new();
     push_components(&mut pending, path);
@@ -51,15 +56,29 @@ pub fn resolve_outside(path: &Path, mount: &Path) -> Result<PathBuf, String> {
         }
         match std::fs::symlink_metadata(&next) {
             Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > MAX_LINKS {
-                    return Err(format!(
-                        "'{}': too many levels of symbolic links",
-                        path.display()
+                use std::os::unix::fs::MetadataExt;
+                let dir = std::fs::metadata(&resolved).map_err(|e| io(&resolved, e))?;
+                if !crate::safefile::may_follow(m.uid(), dir.mode(), dir.uid()) {
+                    return Err(Error::new(
+                        ErrorKind::PermissionDenied,
+                        format!(
+                            "'{}' is a symbolic link of uid {} in the shared directory {}; \
+                             domfs follows it no more than the kernel would \
+                             (fs.protected_symlinks)",
+                            next.display(),
+                            m.uid(),
+                            resolved.display()
+                        ),
                     ));
                 }
-                let target =
-                    std::fs::read_link(&next).map_err(|e| format!("'{}': {e}", next.display()))?;
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(Error::invalid(format!(
+                        "'{}': too many levels of symbolic links",
+                        path.display()
+                    )));
+                }
+                let target = std::fs::read_link(&next).map_err(|e| io(&next, e))?;
                 if target.is_absolute() {
                     resolved = PathBuf::from("/");
                 }
@@ -70,7 +89,7 @@ pub fn resolve_outside(path: &Path, mount: &Path) -> Result<PathBuf, String> {
                 exists = false;
                 resolved = next;
             }
-            Err(e) => return Err(format!("'{}': {e}", next.display())),
+            Err(e) => return Err(io(&next, e)),
         }
     }
     if inside(&resolved, mount) {
@@ -140,10 +159,15 @@ mod tests {
             mount.clone(),
         ] {
             let e = resolve_outside(&p, &mount).unwrap_err();
-            assert!(e.contains("inside the domfs mount"), "{}: {e}", p.display());
+            assert!(
+                e.message.contains("inside the domfs mount"),
+                "{}: {e}",
+                p.display()
+            );
         }
         assert!(resolve_outside(&d.join("loop/img"), &mount)
             .unwrap_err()
+            .message
             .contains("too many levels"));
         assert!(resolve_outside(Path::new("rel/img"), &mount).is_err());
         // A sibling whose name only starts like the mount is outside it.

@@ -37,6 +37,9 @@ pub enum EventKind {
     ShutdownRequested,
     MemoryChanged,
     VcpusChanged,
+    /// The guest rebooted itself and the toolstack built it again (its id
+    /// changed); only the driver that restarts it knows.
+    Rebooted,
 }
 
 impl EventKind {
@@ -51,6 +54,7 @@ impl EventKind {
             EventKind::ShutdownRequested => "shutdown-requested",
             EventKind::MemoryChanged => "memory-changed",
             EventKind::VcpusChanged => "vcpus-changed",
+            EventKind::Rebooted => "rebooted",
         }
     }
 }

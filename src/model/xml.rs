@@ -250,6 +250,16 @@ impl Lines<'_> {
     }
 }
 
+/// A DTD could declare entities (a billion laughs, or a file named by
+/// SYSTEM); domain XML never needs one, so none is read.
+fn doctype_refused(line: usize) -> XmlError {
+    malformed(
+        line,
+        None,
+        "a DOCTYPE is refused: domfs reads no DTD and expands no entities",
+    )
+}
+
 /// A reader of `text` and its line counter, and the text they read.
 fn reader_of(text: &str) -> (&str, Reader<&[u8]>, Lines<'_>) {
     // Editors may leave a byte-order mark; it carries no content.
@@ -267,6 +277,7 @@ fn reader_of(text: &str) -> (&str, Reader<&[u8]>, Lines<'_>) {
 }
 
 /// A part of a larger document: its text and the line it starts on.
+#[derive(Debug)]
 pub struct Part<'a> {
     pub text: &'a str,
     pub first_line: usize,
@@ -313,6 +324,7 @@ pub fn split_children(text: &str) -> Result<(String, Vec<Part<'_>>), XmlError> {
                 depth += 1;
             }
             Event::Empty(_) if depth == 1 => parts.push(part(before, &mut lines)),
+            Event::DocType(_) => return Err(doctype_refused(lines.at(before as u64))),
             Event::End(_) => {
                 depth = depth.saturating_sub(1);
                 if depth == 1 {
@@ -398,7 +410,8 @@ pub fn parse_tree(text: &str) -> Result<Element, XmlError> {
                 Ok(resolved.ok_or_else(unknown)?)
             }
             Event::Eof => break,
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => continue,
+            Event::DocType(_) => return Err(doctype_refused(line)),
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => continue,
         };
         let piece = piece.map_err(|e| malformed(line, stack.last(), e))?;
         match stack.last_mut() {
@@ -443,6 +456,11 @@ fn open_element(
         .decode(start.name().as_ref())
         .map_err(|e| malformed(line, None, e))?
         .into_owned();
+    if name.is_empty() {
+        // `<\t/>`: quick-xml reads a tag whose name is white space as a
+        // nameless element, which no writer could give back.
+        return Err(malformed(line, stack.last(), "an element without a name"));
+    }
     let mut el = Element {
         name,
         line,
@@ -1447,6 +1465,8 @@ mod tests {
         assert_eq!(e.line, Some(5));
         assert_eq!(split_children("<node/>").unwrap().1.len(), 0);
         assert!(split_children("<node><cpu></node>").is_err());
+        let e = split_children("<!DOCTYPE n [<!ENTITY x 'y'>]><node/>").unwrap_err();
+        assert!(e.message.contains("DOCTYPE is refused"), "{e}");
         assert!(split_children("").is_err());
     }
 
@@ -1812,7 +1832,7 @@ mod tests {
 
     #[test]
     fn prolog_comments_and_bom_are_dropped() {
-        let text = "\u{feff}<?xml version='1.0'?>\n<!-- made by hand -->\n<!DOCTYPE domain>\n\
+        let text = "\u{feff}<?xml version='1.0'?>\n<!-- made by hand -->\n\
                     <domain type='xen'><?pi x?><name>a<!-- n --></name><memory>1</memory>\
                     <os><type>hvm</type><boot dev='cdrom'/><boot dev='hd'/></os></domain>\n";
         let def = parse(text).unwrap();
@@ -1822,6 +1842,23 @@ mod tests {
             .starts_with("<domain type='xen'>\n  <name>a</name>\n"));
         let e = parse("<domain type='xen'>\n<name>a</name>\n<memory>x").unwrap_err();
         assert_eq!((e.line, e.element), (Some(3), None));
+    }
+
+    #[test]
+    fn doctypes_and_declared_entities_are_refused() {
+        for text in [
+            "<!DOCTYPE domain>\n<domain type='xen'><name>a</name></domain>",
+            "<!DOCTYPE d [<!ENTITY x 'y'>]><domain type='xen'><name>&x;</name></domain>",
+            "<!DOCTYPE d SYSTEM 'file:///etc/passwd'><domain type='xen'/>",
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.message.contains("DOCTYPE is refused"), "{text}: {e}");
+        }
+        let e = parse("<domain type='xen'><name>&x;</name></domain>").unwrap_err();
+        assert!(
+            e.message.contains("unknown or invalid reference '&x;'"),
+            "{e}"
+        );
     }
 
     #[test]

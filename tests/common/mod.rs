@@ -281,6 +281,18 @@ pub fn assert_errno(stderr: &str, errno: i32) {
     );
 }
 
+/// `sh -c SCRIPT` in `dir` as user and group `uid`, with no other groups
+/// (65534 is nobody).
+pub fn as_user(uid: u32, dir: &Path, script: &str) -> Output {
+    Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .args(["--clear-groups", "sh", "-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("run setpriv")
+}
+
 /// `key value` lines as pairs, in order.
 pub fn pairs(text: &str) -> Vec<(String, String)> {
     text.lines()

@@ -45,10 +45,12 @@ impl GuestSpec {
         if name.is_empty()
             || !name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | ':'))
         {
+            // xend's own rule (XendDomainInfo's check_name) less '/', which
+            // no file name can hold.
             return Err(format!(
-                "guest {text:?}: a name of letters, digits, '-', '_' or '.' comes first"
+                "guest {text:?}: a name of letters, digits, '-', '_', '.', '+' or ':' comes first"
             ));
         }
         let mut g = GuestSpec {

@@ -11,6 +11,7 @@
 //! answers for another domain. It must never read a struct of an interface
 //! version it does not know: see [`VERSIONS`].
 
+pub mod caps;
 pub mod poll;
 pub mod sys;
 #[cfg(test)]
@@ -87,6 +88,10 @@ pub fn state_from_flags(f: u32) -> State {
         State::NoState
     }
 }
+
+/// The firmware HVM guests boot, where Debian's Xen 4.17 keeps it (and
+/// where its libxl looks, as its log says when it is missing).
+const HVMLOADER: &str = "/usr/lib/xen-4.17/boot/hvmloader";
 
 /// KiB in one Xen page (4 KiB frames on x86).
 const PAGE_KIB: u64 = 4;
@@ -595,9 +600,10 @@ impl Driver for HypervisorDriver {
             Operation::DomainSchedulerType
             | Operation::DomainSchedulerParams
             | Operation::SetSchedulerParam => true,
-            // Issue 26's further operations: not served here yet.
-            Operation::NodeCapabilities
-            | Operation::CoreDump
+            Operation::NodeCapabilities => true,
+            // Dumps and devices are the toolstack's (libxl); statistics
+            // are not served here yet.
+            Operation::CoreDump
             | Operation::AttachDevice
             | Operation::DetachDevice
             | Operation::DomainBlockStats
@@ -826,6 +832,39 @@ impl Driver for HypervisorDriver {
     /// physinfo's free pages, in bytes (libvirt's `nodeGetFreeMemory`).
     fn node_free_memory(&self) -> Result<u64> {
         Ok(self.physinfo()?.free_pages.saturating_mul(PAGE_BYTES))
+    }
+
+    /// libvirt's capabilities of this host: Xen's guest kinds and the NUMA
+    /// cells (with their CPUs where there is one cell, so all are its).
+    fn node_capabilities(&self) -> Result<String> {
+        let tokens = self.capabilities()?;
+        let p = self.physinfo()?;
+        let nodes = self.nodes()?;
+        let all_cpus = || Some((0..p.nr_cpus).collect::<Vec<u32>>());
+        let cells: Vec<caps::Cell> = if nodes.len() <= 1 {
+            vec![caps::Cell {
+                memory_kib: p.total_pages.saturating_mul(PAGE_KIB),
+                cpus: all_cpus(),
+            }]
+        } else {
+            nodes
+                .iter()
+                .map(|n| caps::Cell {
+                    memory_kib: if n.memsize == sys::INVALID_MEM_SZ {
+                        0
+                    } else {
+                        n.memsize / 1024
+                    },
+                    cpus: None,
+                })
+                .collect()
+        };
+        Ok(caps::capabilities(
+            &tokens,
+            &cells,
+            std::env::consts::ARCH,
+            HVMLOADER,
+        ))
     }
 
     /// numainfo's free bytes of each node, by node number.

@@ -704,6 +704,28 @@ fn free_memory_of_the_node_and_its_cells() {
     // Node 1 is not online: Xen says XEN_INVALID_MEM_SZ, domfs 0.
     assert_eq!(d.node_cells_free_memory().unwrap(), [1 << 30, 0, 3 << 30]);
     assert_eq!(xen.count(sys::SYSCTL_NUMAINFO), 2, "count, then sizes");
+    // Three cells: each with its size (none for the one not online) and,
+    // as the CPUs' nodes are not asked, no CPU list.
+    let caps = d.node_capabilities().unwrap();
+    assert!(caps.contains("<cells num='3'>"), "{caps}");
+    assert!(caps.contains("<memory unit='KiB'>2097152</memory>"));
+    assert!(caps.contains("<memory unit='KiB'>0</memory>"));
+    assert!(!caps.contains("<cpus "));
+}
+
+#[test]
+fn capabilities_come_from_xens_guest_kinds_and_the_host() {
+    let (d, _) = driver();
+    assert!(d.supports(Operation::NodeCapabilities));
+    let caps = d.node_capabilities().unwrap();
+    for part in [
+        "<os_type>xen</os_type>\n    <arch name='x86_64'>",
+        "<os_type>hvm</os_type>\n    <arch name='i686'>",
+        "<os_type>hvm</os_type>\n    <arch name='x86_64'>",
+        "<cpus num='2'>",
+    ] {
+        assert!(caps.contains(part), "{part} missing from {caps}");
+    }
 }
 
 #[test]

@@ -56,6 +56,8 @@ pub const ERROR_INVAL: c_int = -6;
 pub const ERROR_GUEST_TIMEDOUT: c_int = -8;
 pub const ERROR_TIMEDOUT: c_int = -9;
 pub const ERROR_NOPARAVIRT: c_int = -10;
+pub const ERROR_NOT_READY: c_int = -11;
+pub const ERROR_BUFFERFULL: c_int = -13;
 pub const ERROR_DOMAIN_NOTFOUND: c_int = -21;
 pub const ERROR_ABORTED: c_int = -22;
 pub const ERROR_NOTFOUND: c_int = -23;
@@ -178,6 +180,8 @@ pub const CONSTANTS: &[(&str, i64)] = &[
     ("ERROR_GUEST_TIMEDOUT", ERROR_GUEST_TIMEDOUT as i64),
     ("ERROR_TIMEDOUT", ERROR_TIMEDOUT as i64),
     ("ERROR_NOPARAVIRT", ERROR_NOPARAVIRT as i64),
+    ("ERROR_NOT_READY", ERROR_NOT_READY as i64),
+    ("ERROR_BUFFERFULL", ERROR_BUFFERFULL as i64),
     ("ERROR_DOMAIN_NOTFOUND", ERROR_DOMAIN_NOTFOUND as i64),
     ("ERROR_ABORTED", ERROR_ABORTED as i64),
     ("ERROR_NOTFOUND", ERROR_NOTFOUND as i64),
@@ -221,7 +225,16 @@ struct Fns {
     set_vcpuonline: unsafe extern "C" fn(CtxPtr, u32, *mut Bitmap, Null) -> c_int,
     evenable_domain_death: unsafe extern "C" fn(CtxPtr, u32, u64, *mut *mut c_void) -> c_int,
     evdisable_domain_death: unsafe extern "C" fn(CtxPtr, *mut c_void),
-    event_wait: unsafe extern "C" fn(CtxPtr, *mut *mut c_void, u64, Null, *mut c_void) -> c_int,
+    event_check: unsafe extern "C" fn(CtxPtr, *mut *mut c_void, u64, Null, *mut c_void) -> c_int,
+    beforepoll: unsafe extern "C" fn(
+        CtxPtr,
+        *mut c_int,
+        *mut libc::pollfd,
+        *mut c_int,
+        libc::timeval,
+    ) -> c_int,
+    afterpoll: unsafe extern "C" fn(CtxPtr, c_int, *const libc::pollfd, libc::timeval),
+    core_dump: unsafe extern "C" fn(CtxPtr, u32, *const c_char, Null) -> c_int,
     event_free: unsafe extern "C" fn(CtxPtr, *mut c_void),
     event_to_json: unsafe extern "C" fn(CtxPtr, *mut c_void) -> *mut c_char,
     list_domain: unsafe extern "C" fn(CtxPtr, *mut c_int) -> *mut u8,
@@ -290,7 +303,10 @@ impl Libxl {
             set_vcpuonline: symbol!(l, lf, "libxl_set_vcpuonline"),
             evenable_domain_death: symbol!(l, lf, "libxl_evenable_domain_death"),
             evdisable_domain_death: symbol!(l, lf, "libxl_evdisable_domain_death"),
-            event_wait: symbol!(l, lf, "libxl_event_wait"),
+            event_check: symbol!(l, lf, "libxl_event_check"),
+            beforepoll: symbol!(l, lf, "libxl_osevent_beforepoll"),
+            afterpoll: symbol!(l, lf, "libxl_osevent_afterpoll"),
+            core_dump: symbol!(l, lf, "libxl_domain_core_dump"),
             event_free: symbol!(l, lf, "libxl_event_free"),
             event_to_json: symbol!(l, lf, "libxl_event_to_json"),
             list_domain: symbol!(l, lf, "libxl_list_domain"),
@@ -318,6 +334,8 @@ impl std::fmt::Display for Code {
             ERROR_GUEST_TIMEDOUT => "ERROR_GUEST_TIMEDOUT",
             ERROR_TIMEDOUT => "ERROR_TIMEDOUT",
             ERROR_NOPARAVIRT => "ERROR_NOPARAVIRT",
+            ERROR_NOT_READY => "ERROR_NOT_READY",
+            ERROR_BUFFERFULL => "ERROR_BUFFERFULL",
             ERROR_DOMAIN_NOTFOUND => "ERROR_DOMAIN_NOTFOUND",
             ERROR_ABORTED => "ERROR_ABORTED",
             ERROR_NOTFOUND => "ERROR_NOTFOUND",
@@ -371,6 +389,7 @@ unsafe extern "C" fn on_disaster(user: *mut c_void, kind: c_int, msg: *const c_c
 /// tables libxl keeps pointers to.
 pub struct Ctx {
     lib: Libxl,
+    errors: std::sync::Arc<Mutex<Recent>>,
     ctx: CtxPtr,
     logger: *mut c_void,
     file: *mut libc::FILE,
@@ -445,9 +464,11 @@ impl Ctx {
     pub fn new(lib: Libxl, debug: bool) -> Result<Ctx, String> {
         let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| format!("a pipe for libxl's log: {e}"))?;
+        let errors = std::sync::Arc::new(Mutex::new(Recent::default()));
+        let kept = errors.clone();
         std::thread::Builder::new()
             .name("libxl-log".into())
-            .spawn(move || forward_log(rd))
+            .spawn(move || forward_log(rd, &kept))
             .map_err(|e| format!("starting libxl's log thread: {e}"))?;
         let wfd = std::os::fd::IntoRawFd::into_raw_fd(wr);
         // SAFETY: `wfd` is an open descriptor this function owns (from
@@ -509,6 +530,7 @@ impl Ctx {
         }
         Ok(Ctx {
             lib,
+            errors,
             ctx,
             logger,
             file,
@@ -516,6 +538,30 @@ impl Ctx {
             _events: events,
             disaster,
         })
+    }
+
+    /// How many error lines libxl has logged so far.
+    pub fn errors_logged(&self) -> u64 {
+        crate::sync::lock(&self.errors).seq
+    }
+
+    /// The error lines libxl logged after the first `since` (the reason
+    /// behind a failed call, which libxl gives only to its log). Lines come
+    /// through a pipe, so this waits up to `grace` for the first.
+    pub fn errors_since(&self, since: u64, grace: std::time::Duration) -> Vec<String> {
+        let until = std::time::Instant::now() + grace;
+        loop {
+            let got: Vec<String> = crate::sync::lock(&self.errors)
+                .lines
+                .iter()
+                .filter(|(n, _)| *n > since)
+                .map(|(_, l)| l.clone())
+                .collect();
+            if !got.is_empty() || std::time::Instant::now() >= until {
+                return got;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// What libxl's disaster hook said, once it was called.
@@ -685,19 +731,25 @@ impl Ctx {
         unsafe { (self.lib.fns.evdisable_domain_death)(self.ctx, w.0) };
     }
 
-    /// Blocks until libxl has an event, and returns it as libxl's JSON.
-    pub fn wait_event(&self) -> Result<String, Code> {
+    /// An event libxl has already queued, as libxl's JSON; None when there
+    /// is none (it never waits: events are made by `after_poll` and by the
+    /// loops of synchronous calls).
+    pub fn check_event(&self) -> Result<Option<String>, Code> {
         let mut ev: *mut c_void = std::ptr::null_mut();
         // SAFETY: live context; valid out-pointer; no predicate (NULL).
-        check(unsafe {
-            (self.lib.fns.event_wait)(
+        let rc = unsafe {
+            (self.lib.fns.event_check)(
                 self.ctx,
                 &mut ev,
                 EVENTMASK_ALL,
                 std::ptr::null(),
                 std::ptr::null_mut(),
             )
-        })?;
+        };
+        if rc == ERROR_NOT_READY {
+            return Ok(None);
+        }
+        check(rc)?;
         if ev.is_null() {
             return Err(Code(-3));
         }
@@ -705,9 +757,65 @@ impl Ctx {
         // it and returns a malloc'd string or NULL.
         let json = unsafe { (self.lib.fns.event_to_json)(self.ctx, ev) };
         let text = take_string(json);
-        // SAFETY: the event is ours (returned by event_wait) and freed once.
+        // SAFETY: the event is ours (returned by event_check) and freed once.
         unsafe { (self.lib.fns.event_free)(self.ctx, ev) };
-        text.ok_or(Code(-3))
+        text.map(Some).ok_or(Code(-3))
+    }
+
+    /// The descriptors libxl wants polled and how long it may wait (ms,
+    /// negative: no limit of its own), for the application's poll loop
+    /// (`libxl_osevent_beforepoll`). Only one thread may run this loop.
+    pub fn before_poll(
+        &self,
+        fds: &mut Vec<libc::pollfd>,
+        timeout_ms: &mut c_int,
+    ) -> Result<(), Code> {
+        loop {
+            let room = c_int::try_from(fds.capacity()).map_err(|_| Code(ERROR_BUFFERFULL))?;
+            let mut n = room;
+            fds.clear();
+            // SAFETY: live context; `fds` has room for `room` pollfds, which
+            // libxl fills only when they fit (else BUFFERFULL and a count);
+            // `n` and `timeout_ms` are valid in/out values.
+            let rc = unsafe {
+                (self.lib.fns.beforepoll)(self.ctx, &mut n, fds.as_mut_ptr(), timeout_ms, now())
+            };
+            match rc {
+                0 => {
+                    let used = usize::try_from(n).map_err(|_| Code(ERROR_BUFFERFULL))?;
+                    if used > fds.capacity() {
+                        return Err(Code(ERROR_BUFFERFULL));
+                    }
+                    // SAFETY: libxl initialised the first `used` entries
+                    // (at most the capacity, checked above).
+                    unsafe { fds.set_len(used) };
+                    return Ok(());
+                }
+                ERROR_BUFFERFULL if n > room => {
+                    fds.reserve(usize::try_from(n).map_err(|_| Code(ERROR_BUFFERFULL))?)
+                }
+                rc => return Err(Code(rc)),
+            }
+        }
+    }
+
+    /// Hands libxl what poll found on the descriptors `before_poll` gave
+    /// (`libxl_osevent_afterpoll`); the events it makes are then there for
+    /// `check_event`.
+    pub fn after_poll(&self, fds: &[libc::pollfd]) {
+        let Ok(n) = c_int::try_from(fds.len()) else {
+            return;
+        };
+        // SAFETY: live context; `fds` are the entries from the latest
+        // before_poll, as poll(2) updated them, and stay alive for the call.
+        unsafe { (self.lib.fns.afterpoll)(self.ctx, n, fds.as_ptr(), now()) };
+    }
+
+    /// Writes the domain's memory as a core file (`libxl_domain_core_dump`).
+    pub fn core_dump(&self, domid: u32, path: &CStr) -> Result<(), Code> {
+        // SAFETY: live context; `path` NUL-terminated and alive for the
+        // synchronous call (NULL ao_how).
+        check(unsafe { (self.lib.fns.core_dump)(self.ctx, domid, path.as_ptr(), std::ptr::null()) })
     }
 
     /// Every domain's id and UUID (`libxl_list_domain`).
@@ -736,6 +844,30 @@ impl Ctx {
         // SAFETY: the list and its length from libxl_list_domain, freed once.
         unsafe { (self.lib.fns.dominfo_list_free)(list, n) };
         Ok(out)
+    }
+}
+
+/// poll(2) over descriptors libxl gave and the caller's own.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: c_int) -> std::io::Result<usize> {
+    let n = libc::nfds_t::try_from(fds.len())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `fds` is a valid, exclusively borrowed slice of `n` pollfds;
+    // poll only writes their `revents`.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout_ms) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(rc as usize)
+}
+
+/// The time of day, as libxl's poll hooks take it.
+fn now() -> libc::timeval {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    libc::timeval {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_usec: libc::suseconds_t::from(d.subsec_micros() as i32),
     }
 }
 
@@ -776,9 +908,19 @@ impl Drop for Ctx {
     }
 }
 
+/// The last error lines libxl logged, numbered.
+#[derive(Default)]
+struct Recent {
+    seq: u64,
+    lines: std::collections::VecDeque<(u64, String)>,
+}
+
+/// How many of libxl's error lines are kept for error messages.
+const RECENT_ERRORS: usize = 8;
+
 /// Copies libxl's log lines into domfs's log, at the level each names
-/// (`libxl: error: ...`).
-fn forward_log(rd: OwnedFd) {
+/// (`libxl: error: ...`), keeping the last error lines for messages.
+fn forward_log(rd: OwnedFd, errors: &Mutex<Recent>) {
     let reader = BufReader::new(std::fs::File::from(rd));
     for line in reader.lines() {
         let Ok(line) = line else { break };
@@ -789,6 +931,13 @@ fn forward_log(rd: OwnedFd) {
         let lower = line.to_ascii_lowercase();
         if lower.contains(": critical: ") || lower.contains(": error: ") {
             log::error!("{line}");
+            let mut r = crate::sync::lock(errors);
+            r.seq += 1;
+            let n = r.seq;
+            r.lines.push_back((n, line.chars().take(400).collect()));
+            if r.lines.len() > RECENT_ERRORS {
+                r.lines.pop_front();
+            }
         } else if lower.contains(": warning: ") {
             log::warn!("{line}");
         } else if lower.contains(": debug: ") || lower.contains(": verbose: ") {

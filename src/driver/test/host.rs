@@ -81,12 +81,17 @@ fn read(path: &Path, what: &str) -> Result<String> {
 /// Loads a libvirt test-driver host file. `file=` references that are not
 /// absolute are resolved against the host file's directory.
 pub fn load_host_file(path: &Path) -> Result<HostSpec> {
-    let text = read(path, "host file")?;
+    parse_host(&read(path, "host file")?, path)
+}
+
+/// A host file's text, read from `path` (which names it in errors and is
+/// where relative `file=` references start).
+pub fn parse_host(text: &str, path: &Path) -> Result<HostSpec> {
     let at = |e: crate::model::xml::XmlError| {
         Error::invalid(format!("host file {}: {e}", path.display()))
     };
     // One top-level element at a time (see `split_children`).
-    let (root, parts) = split_children(&text).map_err(at)?;
+    let (root, parts) = split_children(text).map_err(at)?;
     if root != "node" {
         return Err(Error::invalid(format!(
             "host file {}: root element is <{root}>, expected <node>",

@@ -7,7 +7,7 @@
 //! operation.
 
 mod api;
-mod host;
+pub mod host;
 pub mod image;
 
 use crate::driver::{Driver, DriverKind, Operation};
@@ -20,6 +20,7 @@ use crate::model::{
     InterfaceStats, NodeInfo, SchedParam, State, Uuid, VcpuInfo, VcpuState, Version,
 };
 use crate::model::{Event, EventKind, StopReason};
+use crate::safefile::{self, ImageFileError};
 use crate::sync::lock;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -983,96 +984,38 @@ fn file_error(what: &str, path: &Path, e: &std::io::Error) -> Error {
     Error::new(kind, format!("{what} {}: {e}", path.display()))
 }
 
-/// Reads a saved image: a regular file only (a FIFO or device would block or
-/// never end), opened without blocking, and no more than the largest image.
-fn read_image(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let fail = |e: std::io::Error| file_error("cannot read saved image", path, &e);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(fail)?;
-    if !file.metadata().map_err(fail)?.is_file() {
-        return Err(Error::invalid(format!(
-            "{} is not a regular file",
+fn image_error(what: &str, path: &Path, e: ImageFileError) -> Error {
+    match e {
+        ImageFileError::Io(e) => file_error(what, path, &e),
+        ImageFileError::NotRegular => Error::invalid(format!(
+            "{} is not a regular file; a saved image is only read from or written to one",
             path.display()
-        )));
+        )),
+        ImageFileError::TooLarge(max) => Error::invalid(format!(
+            "{} is larger than any saved image ({max} bytes at most)",
+            path.display()
+        )),
+        ImageFileError::NoName => Error::invalid(format!("'{}' names no file", path.display())),
+        e @ ImageFileError::ForeignLink { .. } => Error::new(
+            ErrorKind::PermissionDenied,
+            format!("{what} {}: {e}", path.display()),
+        ),
     }
-    let mut bytes = Vec::new();
-    file.take(image::MAX_IMAGE as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(fail)?;
-    if bytes.len() > image::MAX_IMAGE {
-        return Err(Error::invalid(format!(
-            "{} is larger than any saved image ({} bytes at most)",
-            path.display(),
-            image::MAX_IMAGE
-        )));
-    }
-    Ok(bytes)
 }
 
-/// Writes a saved image as libvirt would: through a symlink to its target,
-/// never over a device, FIFO or directory; a regular file is replaced
-/// atomically and keeps its owner and mode, a new file is made 0600.
+/// Reads a saved image: a regular file only (a FIFO or device would block or
+/// never end), no more than the largest image, never through another user's
+/// link (`safefile`).
+fn read_image(path: &Path) -> Result<Vec<u8>> {
+    safefile::read(path, image::MAX_IMAGE)
+        .map_err(|e| image_error("cannot read saved image", path, e))
+}
+
+/// Writes a saved image as libvirt would, atomically, never over a device,
+/// FIFO or directory, and through a link only when the daemon's user made it
+/// (`safefile`).
 fn write_image(path: &Path, bytes: &[u8]) -> Result<()> {
-    let fail = |e: std::io::Error| file_error("cannot write saved image", path, &e);
-    let (target, old) = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            let target = std::fs::canonicalize(path).map_err(fail)?;
-            let meta = std::fs::metadata(&target).ok();
-            (target, meta)
-        }
-        Ok(m) => (path.to_path_buf(), Some(m)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (path.to_path_buf(), None),
-        Err(e) => return Err(fail(e)),
-    };
-    if let Some(m) = &old {
-        if !m.is_file() {
-            return Err(Error::invalid(format!(
-                "{} is not a regular file; a saved image is only written to one",
-                path.display()
-            )));
-        }
-    }
-    write_atomically(&target, bytes, old.as_ref())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8], old: Option<&std::fs::Metadata>) -> Result<()> {
-    let fail = |e: std::io::Error| file_error("cannot write saved image", path, &e);
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("'{}' names no file", path.display())))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".domfs-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        if let Some(m) = old {
-            use std::os::unix::fs::{MetadataExt, PermissionsExt};
-            f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
-            // Only root may give a file away; anyone else keeps their own.
-            if let Err(e) = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid())) {
-                log::info!("{}: keeping the new owner: {e}", path.display());
-            }
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(fail)
+    safefile::write(path, bytes).map_err(|e| image_error("cannot write saved image", path, e))
 }
 
 #[cfg(test)]

@@ -134,6 +134,12 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>> {
             let n: usize = v
                 .parse()
                 .map_err(|_| bad(format!("bad Content-Length '{v:.20}'")))?;
+            // Two lengths that disagree make the body's end ambiguous (RFC
+            // 9112 says to refuse the reply): which one a reader believes
+            // decides where a smuggled reply would start.
+            if content_length.is_some_and(|m| m != n) {
+                return Err(bad("conflicting Content-Length headers"));
+            }
             content_length = Some(n);
         }
         if k.eq_ignore_ascii_case("transfer-encoding") && !v.eq_ignore_ascii_case("identity") {
