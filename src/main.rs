@@ -25,6 +25,10 @@ use std::time::Duration;
 /// How long the new mount may take to answer its first request.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// FUSE workers at most: as many back-end calls may block at once while
+/// other requests are still served.
+const WORKERS: usize = 16;
+
 /// Forgets names in the kernel's cache, from a thread of its own.
 fn invalidate(notifier: Notifier, rx: mpsc::Receiver<Invalidation>) {
     for inv in rx {
@@ -119,6 +123,7 @@ fn run(uri: Uri, mountpoint: PathBuf, args: cli::Args, ready: &mut Ready) -> Res
     let (tx, rx) = mpsc::channel();
     fs.set_invalidations(tx);
     let feed = fs.feed();
+    let pool = fs.pool();
 
     let mut options = vec![
         MountOption::FSName(args.opts.fsname.clone().unwrap_or_else(|| uri.to_string())),
@@ -146,11 +151,17 @@ fn run(uri: Uri, mountpoint: PathBuf, args: cli::Args, ready: &mut Ready) -> Res
     let mut config = Config::default();
     config.mount_options = options;
     config.acl = args.opts.acl;
-    config.n_threads = Some(4);
+    // Most of them park while requests finish quickly (see fs::pool).
+    config.n_threads = Some(WORKERS);
 
     let shown = mountpoint.display();
     let mut session = Session::new(fs, &mountpoint, &config)
         .map_err(|e| format!("cannot mount {uri} at {shown}: {e}"))?;
+    let device = std::os::fd::AsFd::as_fd(&session)
+        .try_clone_to_owned()
+        .map_err(|e| format!("duplicating the FUSE descriptor: {e}"))?;
+    pool.start(WORKERS, device)
+        .map_err(|e| format!("starting a thread: {e}"))?;
     let notifier = session.notifier();
     feed.set_notifier(session.notifier());
     let mut unmounter = session.unmount_callable();

@@ -249,3 +249,55 @@ fn a_signal_ends_a_read_stuck_on_a_frozen_back_end() {
     });
     ends_clean(m, "guest1/state");
 }
+
+#[test]
+fn eight_readers_behind_a_frozen_back_end_stall_no_other_reader() {
+    let guests: Vec<String> = (1..=8)
+        .map(|i| format!("guest{i},memory=512,vcpus=1"))
+        .collect();
+    let args: Vec<&str> = guests
+        .iter()
+        .flat_map(|g| ["--guest", g.as_str()])
+        .collect();
+    let sim = Sim::start(&args);
+    let xend = format!("xend=unix:{}", sim.dir.join("xend-socket").display());
+    let m = Mount::with_options("xen:///", &["-o", &xend]);
+    assert_eq!(m.value("guest1/memory"), "524288");
+    let pid = sim.pid().to_string();
+    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    // Each holds a worker in a back-end call that will not end (xend's
+    // timeout is 10 s) until its caller is signalled. Each reads another
+    // domain: readers of one name would queue in the kernel behind one
+    // lookup.
+    let t = Instant::now();
+    let readers: Vec<Child> = (1..=8)
+        .map(|i| spawn(&m, &format!("exec timeout -s INT 4 cat guest{i}/info")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    for r in &readers {
+        assert_eq!(
+            proc_state(r.id()).map(|s| s != 'Z'),
+            Some(true),
+            "a reader ended early"
+        );
+    }
+    // A value no back end makes answers meanwhile, more than once.
+    for _ in 0..3 {
+        let asked = Instant::now();
+        m.cat("last_error");
+        assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            asked.elapsed()
+        );
+    }
+    for r in readers {
+        let (out, _) = finish(r, t, Duration::from_secs(8));
+        assert_eq!(out.status.code(), Some(124), "{out:?}");
+    }
+    Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    Sim::wait_for(15, "guest1 answers again", || {
+        m.sh("timeout 2 cat guest1/state").status.success()
+    });
+    ends_clean(m, "guest1/state");
+}

@@ -76,8 +76,17 @@ struct Caller {
 }
 
 #[derive(Default)]
+struct Callers {
+    by_id: HashMap<u64, Caller>,
+    /// The watching thread waits for a first caller: only then does a
+    /// registration wake it (a wake-up is a system call, and requests that
+    /// finish at once come tens of thousands a second).
+    asleep: bool,
+}
+
+#[derive(Default)]
 struct Inner {
-    callers: Mutex<HashMap<u64, Caller>>,
+    callers: Mutex<Callers>,
     woken: Condvar,
     started: OnceLock<bool>,
 }
@@ -100,8 +109,7 @@ impl Watcher {
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut callers = lock(&self.inner.callers);
-        let was_empty = callers.is_empty();
-        callers.insert(
+        callers.by_id.insert(
             id,
             Caller {
                 tid,
@@ -109,8 +117,9 @@ impl Watcher {
                 on_signal: Box::new(on_signal),
             },
         );
+        let wake = std::mem::take(&mut callers.asleep);
         drop(callers);
-        if was_empty {
+        if wake {
             self.inner.woken.notify_one();
         }
         Some(Ticket(id))
@@ -119,7 +128,7 @@ impl Watcher {
     /// Forgets a registration; false when its action already ran (or is
     /// running), i.e. the request was answered EINTR.
     pub fn unwatch(&self, t: Option<Ticket>) -> bool {
-        t.is_none_or(|t| lock(&self.inner.callers).remove(&t.0).is_some())
+        t.is_none_or(|t| lock(&self.inner.callers).by_id.remove(&t.0).is_some())
     }
 
     /// Runs `work` for the request of caller `tid` and gives its result to
@@ -151,7 +160,7 @@ impl Watcher {
 
     /// Registered callers now (for tests and the log).
     pub fn len(&self) -> usize {
-        lock(&self.inner.callers).len()
+        lock(&self.inner.callers).by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -181,13 +190,16 @@ fn run(inner: &Inner) {
     loop {
         let tids: Vec<(u64, u32)> = {
             let mut callers = lock(&inner.callers);
-            while callers.is_empty() {
+            while callers.by_id.is_empty() {
+                callers.asleep = true;
                 callers = inner.woken.wait(callers).unwrap_or_else(|p| p.into_inner());
             }
+            callers.asleep = false;
             // A request younger than one check is most likely about to be
             // answered: /proc is read only for those that take longer.
             let now = Instant::now();
             callers
+                .by_id
                 .iter()
                 .filter(|(_, c)| now.duration_since(c.since) >= CHECK)
                 .map(|(id, c)| (*id, c.tid))
@@ -203,7 +215,7 @@ fn run(inner: &Inner) {
             let mut callers = lock(&inner.callers);
             signalled
                 .iter()
-                .filter_map(|id| callers.remove(id))
+                .filter_map(|id| callers.by_id.remove(id))
                 .collect()
         };
         for c in actions {

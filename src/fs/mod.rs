@@ -21,7 +21,9 @@ mod metrics;
 pub mod names;
 mod ops;
 pub mod paths;
+pub mod pool;
 pub mod scratch;
+mod sys;
 pub mod text;
 pub mod tree;
 
@@ -87,6 +89,8 @@ pub struct DomFs {
     /// generation then: a `stat` (the kernel's lookup before each `cat`)
     /// answers from it while no event came, instead of building the value.
     sizes: Mutex<HashMap<Node, (u64, u64)>>,
+    /// Which session workers read the device (see `pool`).
+    pool: pool::Pool,
 }
 
 /// A domain reference as a lookup gave it, valid while the domain's
@@ -174,6 +178,9 @@ impl DomFs {
         {
             log::error!("cannot start the event thread: {e}; poll and events stay silent");
         }
+        // What connecting loaded and let go (a host's whole document).
+        sys::release_free_memory();
+        sys::one_arena();
         DomFs {
             dispatch,
             settings,
@@ -188,7 +195,13 @@ impl DomFs {
             root_listing: Mutex::new(None),
             refs: Mutex::new(HashMap::new()),
             sizes: Mutex::new(HashMap::new()),
+            pool: pool::Pool::default(),
         }
+    }
+
+    /// The session's workers, which need the device once it is mounted.
+    pub fn pool(&self) -> pool::Pool {
+        self.pool.clone()
     }
 
     /// The feed, which needs the session's notifier once it exists.

@@ -9,10 +9,10 @@ use super::{errno, gone, lock, text, DomFs, Handle, Input, TTL, TTL_NONE};
 use crate::error::Error;
 use crate::model::{State, Uuid};
 use fuser::{
-    Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenAccMode, OpenFlags, PollEvents, PollFlags, PollNotifier, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyPoll,
-    ReplyWrite, Request, WriteFlags,
+    Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, PollEvents, PollFlags, PollNotifier,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyPoll, ReplyWrite, Request, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::time::SystemTime;
@@ -202,7 +202,18 @@ impl DomFs {
 }
 
 impl Filesystem for DomFs {
+    /// Lookups in one directory may run at once: without this the kernel
+    /// holds each directory's lock over a LOOKUP, so one name waiting on a
+    /// frozen back end would hold every other name of its directory.
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS) {
+            log::info!("the kernel runs no lookups in parallel ({missing:?}): one stuck name holds its directory");
+        }
+        Ok(())
+    }
+
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _turn = self.pool.turn();
         let Some(parent) = self.node(parent) else {
             return reply.error(Errno::ENOENT);
         };
@@ -228,6 +239,7 @@ impl Filesystem for DomFs {
     /// carries no handle: the caller's open is found by its thread) sees it
     /// grow.
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _turn = self.pool.turn();
         let Some(node) = self.node(ino) else {
             return reply.error(Errno::ENOENT);
         };
@@ -279,6 +291,7 @@ impl Filesystem for DomFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _turn = self.pool.turn();
         let Some(node) = self.node(ino) else {
             return reply.error(Errno::ENOENT);
         };
@@ -311,6 +324,7 @@ impl Filesystem for DomFs {
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _turn = self.pool.turn();
         let Some(node) = self.node(ino) else {
             return reply.error(Errno::ENOENT);
         };
@@ -327,6 +341,7 @@ impl Filesystem for DomFs {
 
     /// `rmdir NAME` undefines a shut-off domain.
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _turn = self.pool.turn();
         let Some(name) = name.to_str() else {
             return reply.error(Errno::ENOENT);
         };
@@ -350,6 +365,7 @@ impl Filesystem for DomFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        let _turn = self.pool.turn();
         reply.error(Errno::EPERM);
     }
 
@@ -363,6 +379,7 @@ impl Filesystem for DomFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _turn = self.pool.turn();
         reply.error(Errno::EPERM);
     }
 
@@ -374,6 +391,7 @@ impl Filesystem for DomFs {
         _target: &std::path::Path,
         reply: ReplyEntry,
     ) {
+        let _turn = self.pool.turn();
         reply.error(Errno::EPERM);
     }
 
@@ -385,6 +403,7 @@ impl Filesystem for DomFs {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _turn = self.pool.turn();
         reply.error(Errno::EPERM);
     }
 
@@ -400,6 +419,7 @@ impl Filesystem for DomFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _turn = self.pool.turn();
         let (Some(Node::Domain(uuid)), Some(name)) = (self.node(parent), name.to_str()) else {
             return reply.error(Errno::EPERM);
         };
@@ -430,6 +450,7 @@ impl Filesystem for DomFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _turn = self.pool.turn();
         let Some(name) = name.to_str() else {
             return reply.error(Errno::ENOENT);
         };
@@ -455,6 +476,7 @@ impl Filesystem for DomFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _turn = self.pool.turn();
         let (Some(name), Some(newname)) = (name.to_str(), newname.to_str()) else {
             return reply.error(Errno::EPERM);
         };
@@ -484,6 +506,7 @@ impl Filesystem for DomFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _turn = self.pool.turn();
         let Some(node) = self.node(ino) else {
             return reply.error(Errno::ENOENT);
         };
@@ -591,6 +614,7 @@ impl Filesystem for DomFs {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _turn = self.pool.turn();
         let stream = match lock(&self.handles).get(&fh.0) {
             Some(Handle::Events) => Some(None),
             Some(Handle::Wait(uuid, state)) => Some(Some((*uuid, *state))),
@@ -653,6 +677,7 @@ impl Filesystem for DomFs {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _turn = self.pool.turn();
         let (node, gathered) = {
             let mut handles = lock(&self.handles);
             match handles.get_mut(&fh.0) {
@@ -718,6 +743,7 @@ impl Filesystem for DomFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _turn = self.pool.turn();
         let pending = match lock(&self.handles).get_mut(&fh.0) {
             Some(Handle::File {
                 node,
@@ -762,6 +788,7 @@ impl Filesystem for DomFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _turn = self.pool.turn();
         let handle = lock(&self.handles).remove(&fh.0);
         match handle {
             Some(Handle::File {
@@ -791,6 +818,7 @@ impl Filesystem for DomFs {
         flags: PollFlags,
         reply: ReplyPoll,
     ) {
+        let _turn = self.pool.turn();
         let schedule = flags.contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY);
         let changed = PollEvents::POLLIN | PollEvents::POLLPRI | PollEvents::POLLRDNORM;
         let wait = match lock(&self.handles).get(&fh.0) {
@@ -841,6 +869,7 @@ impl Filesystem for DomFs {
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _turn = self.pool.turn();
         let Some(node) = self.node(ino) else {
             return reply.error(Errno::ENOENT);
         };
@@ -867,6 +896,7 @@ impl Filesystem for DomFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _turn = self.pool.turn();
         let handles = lock(&self.handles);
         let Some(Handle::Dir(entries)) = handles.get(&fh.0) else {
             return reply.error(Errno::EBADF);
@@ -888,6 +918,7 @@ impl Filesystem for DomFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _turn = self.pool.turn();
         lock(&self.handles).remove(&fh.0);
         reply.ok();
     }

@@ -417,12 +417,69 @@ impl Node {
     }
 }
 
-/// Inode numbers: fixed for the root's own nodes, handed out on first sight
-/// for a domain's nodes and kept until unmount.
+/// Where per-domain inode numbers start. Each domain has a block of
+/// `STRIDE` numbers from here, in the order domains were first seen, so a
+/// domain costs one entry in the table however many of its files the
+/// kernel holds (10,000 domains: one map of 10,000 entries, not two maps of
+/// 40,000).
+const BLOCK_BASE: u64 = 1 << 32;
+const STRIDE: u64 = 32;
+
+/// The nodes of which a domain has exactly one, besides its files: their
+/// place in the domain's block (its files follow them).
+const IN_BLOCK: [fn(Uuid) -> Node; 13] = [
+    Node::Domain,
+    Node::WaitDir,
+    Node::SchedDir,
+    Node::DevicesDir,
+    Node::StatsDir,
+    Node::VcpuDir,
+    Node::IdLink,
+    Node::UuidLink,
+    Node::SchedType,
+    Node::Attach,
+    Node::Detach,
+    Node::BlockStatsDir,
+    Node::NetStatsDir,
+];
+
+const _: () = assert!(IN_BLOCK.len() + DomFile::ALL.len() <= STRIDE as usize);
+
+/// A node's domain and place in the domain's block, if it has one.
+fn in_block(node: Node) -> Option<(Uuid, u64)> {
+    if let Node::File(u, f) = node {
+        let at = DomFile::ALL.iter().position(|x| *x == f)?;
+        return Some((u, (IN_BLOCK.len() + at) as u64));
+    }
+    let u = node.domain()?;
+    let at = IN_BLOCK.iter().position(|make| make(u) == node)?;
+    Some((u, at as u64))
+}
+
+/// The node at `at` in the block of domain `u`.
+fn from_block(u: Uuid, at: u64) -> Option<Node> {
+    let at = usize::try_from(at).ok()?;
+    match IN_BLOCK.get(at) {
+        Some(make) => Some(make(u)),
+        None => DomFile::ALL
+            .get(at - IN_BLOCK.len())
+            .map(|f| Node::File(u, *f)),
+    }
+}
+
+/// Inode numbers: fixed for the root's own nodes, a block per domain for
+/// the nodes every domain has, handed out on first sight for the others
+/// (vCPUs, statistics, temporary files); all kept until unmount.
 pub struct InodeTable {
     by_node: HashMap<Node, u64>,
     by_ino: HashMap<u64, Node>,
     next: u64,
+    /// Each domain's block, by UUID, and the UUID of each block.
+    blocks: HashMap<Uuid, u32>,
+    owners: Vec<Uuid>,
+    /// Which numbers of each block were handed out (bit per place), so
+    /// `peek` names only inodes the kernel may hold.
+    handed: Vec<u32>,
 }
 
 pub const ROOT_INO: u64 = 1;
@@ -433,6 +490,9 @@ impl InodeTable {
             by_node: HashMap::new(),
             by_ino: HashMap::new(),
             next: ROOT_INO,
+            blocks: HashMap::new(),
+            owners: Vec::new(),
+            handed: Vec::new(),
         };
         t.ino(Node::Root);
         for (_, n) in Node::ROOT_ENTRIES.iter().chain(Node::NODE_ENTRIES.iter()) {
@@ -443,6 +503,20 @@ impl InodeTable {
     }
 
     pub fn ino(&mut self, node: Node) -> u64 {
+        if let Some((u, at)) = in_block(node) {
+            let block = match self.blocks.get(&u) {
+                Some(b) => *b as usize,
+                None => {
+                    let b = self.owners.len();
+                    self.blocks.insert(u, b as u32);
+                    self.owners.push(u);
+                    self.handed.push(0);
+                    b
+                }
+            };
+            self.handed[block] |= 1 << at;
+            return BLOCK_BASE + block as u64 * STRIDE + at;
+        }
         if let Some(&i) = self.by_node.get(&node) {
             return i;
         }
@@ -455,11 +529,25 @@ impl InodeTable {
 
     /// The inode `node` has, without handing one out.
     pub fn peek(&self, node: Node) -> Option<u64> {
+        if let Some((u, at)) = in_block(node) {
+            let block = *self.blocks.get(&u)? as usize;
+            return (self.handed[block] & (1 << at) != 0)
+                .then_some(BLOCK_BASE + block as u64 * STRIDE + at);
+        }
         self.by_node.get(&node).copied()
     }
 
     pub fn node(&self, ino: u64) -> Option<Node> {
-        self.by_ino.get(&ino).copied()
+        if let Some(n) = self.by_ino.get(&ino) {
+            return Some(*n);
+        }
+        let rel = ino.checked_sub(BLOCK_BASE)?;
+        let block = usize::try_from(rel / STRIDE).ok()?;
+        let at = rel % STRIDE;
+        if self.handed.get(block)? & (1 << at) == 0 {
+            return None;
+        }
+        from_block(self.owners[block], at)
     }
 
     /// Makes `ino` stand for `node` too. A temporary file renamed over `xml`
@@ -492,6 +580,27 @@ mod tests {
         assert_eq!(t.node(a), Some(Node::File(u, DomFile::State)));
         assert!(a >= 64);
         assert_eq!(t.node(9999), None);
+        // Every node a domain has one of has a place in its block, and
+        // back; a number not handed out means nothing.
+        let w = Uuid([8; 16]);
+        assert_eq!(t.peek(Node::File(w, DomFile::Xml)), None);
+        let mut seen = std::collections::HashSet::new();
+        for n in IN_BLOCK
+            .iter()
+            .map(|make| make(w))
+            .chain(DomFile::ALL.map(|f| Node::File(w, f)))
+        {
+            let i = t.ino(n);
+            assert!(seen.insert(i), "{n:?}");
+            assert_eq!((t.node(i), t.peek(n)), (Some(n), Some(i)));
+        }
+        let dir = t.ino(Node::Domain(w));
+        assert_eq!(t.node(dir + STRIDE - 1), None);
+        // The others are numbered one by one, and an alias wins.
+        let v = t.ino(Node::Vcpu(w, 0));
+        assert_eq!(t.node(v), Some(Node::Vcpu(w, 0)));
+        t.alias(a, Node::File(u, DomFile::Xml));
+        assert_eq!(t.node(a), Some(Node::File(u, DomFile::Xml)));
     }
 
     #[test]

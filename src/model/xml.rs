@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use quick_xml::escape::resolve_xml_entity;
 use quick_xml::events::{BytesStart, Event};
@@ -249,20 +250,103 @@ impl Lines<'_> {
     }
 }
 
-/// Parses any well-formed XML document into its root element (used by
-/// [`parse`]; also handy for XML that is not a domain, e.g. a test host file).
-pub fn parse_tree(text: &str) -> Result<Element, XmlError> {
+/// A DTD could declare entities (a billion laughs, or a file named by
+/// SYSTEM); domain XML never needs one, so none is read.
+fn doctype_refused(line: usize) -> XmlError {
+    malformed(
+        line,
+        None,
+        "a DOCTYPE is refused: domfs reads no DTD and expands no entities",
+    )
+}
+
+/// A reader of `text` and its line counter, and the text they read.
+fn reader_of(text: &str) -> (&str, Reader<&[u8]>, Lines<'_>) {
     // Editors may leave a byte-order mark; it carries no content.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut reader = Reader::from_str(text);
     // Whether white space is formatting or content is only known once the
     // element closes (see `settle_whitespace`), so the reader must not trim.
     reader.config_mut().trim_text(false);
-    let mut lines = Lines {
+    let lines = Lines {
         text: text.as_bytes(),
         pos: 0,
         line: 1,
     };
+    (text, reader, lines)
+}
+
+/// A part of a larger document: its text and the line it starts on.
+#[derive(Debug)]
+pub struct Part<'a> {
+    pub text: &'a str,
+    pub first_line: usize,
+}
+
+impl Part<'_> {
+    /// An error about this part, with its line counted in the whole document.
+    pub fn locate(&self, mut e: XmlError) -> XmlError {
+        e.line = e.line.map(|l| l + self.first_line - 1);
+        e
+    }
+}
+
+/// The root element's name and each of its child elements as text, found
+/// without building a tree. A large document (a host of 10,000 domains)
+/// can then be parsed one child at a time, so its trees are never all
+/// alive at once (the allocator keeps such a peak, fragmented, for good).
+/// The whole document is checked to be well formed.
+pub fn split_children(text: &str) -> Result<(String, Vec<Part<'_>>), XmlError> {
+    let (text, mut reader, mut lines) = reader_of(text);
+    let at = |pos: u64| usize::try_from(pos).map_or(text.len(), |p| p.min(text.len()));
+    let (mut depth, mut start, mut root) = (0usize, 0usize, None);
+    let mut parts = Vec::new();
+    loop {
+        let before = at(reader.buffer_position());
+        let event = match reader.read_event() {
+            Ok(event) => event,
+            Err(e) => return Err(malformed(lines.at(reader.error_position()), None, e)),
+        };
+        let after = at(reader.buffer_position());
+        let part = |from: usize, lines: &mut Lines| Part {
+            text: &text[from..after],
+            first_line: lines.at(from as u64),
+        };
+        match event {
+            Event::Start(ref s) | Event::Empty(ref s) if depth == 0 => {
+                root = Some(String::from_utf8_lossy(s.name().as_ref()).into_owned());
+                depth = usize::from(matches!(event, Event::Start(_)));
+            }
+            Event::Start(_) => {
+                if depth == 1 {
+                    start = before;
+                }
+                depth += 1;
+            }
+            Event::Empty(_) if depth == 1 => parts.push(part(before, &mut lines)),
+            Event::DocType(_) => return Err(doctype_refused(lines.at(before as u64))),
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                if depth == 1 {
+                    parts.push(part(start, &mut lines));
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    let root = root.ok_or_else(|| XmlError {
+        line: None,
+        element: None,
+        message: "the document has no root element".into(),
+    })?;
+    Ok((root, parts))
+}
+
+/// Parses any well-formed XML document into its root element (used by
+/// [`parse`]; also handy for XML that is not a domain, e.g. a test host file).
+pub fn parse_tree(text: &str) -> Result<Element, XmlError> {
+    let (text, mut reader, mut lines) = reader_of(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     loop {
@@ -326,15 +410,7 @@ pub fn parse_tree(text: &str) -> Result<Element, XmlError> {
                 Ok(resolved.ok_or_else(unknown)?)
             }
             Event::Eof => break,
-            // A DTD could declare entities (a billion laughs, or a file
-            // named by SYSTEM); domain XML never needs one, so none is read.
-            Event::DocType(_) => {
-                return Err(malformed(
-                    line,
-                    None,
-                    "a DOCTYPE is refused: domfs reads no DTD and expands no entities",
-                ))
-            }
+            Event::DocType(_) => return Err(doctype_refused(line)),
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => continue,
         };
         let piece = piece.map_err(|e| malformed(line, stack.last(), e))?;
@@ -645,18 +721,85 @@ pub struct DomainFields {
     pub devices: Vec<Device>,
 }
 
-/// A domain definition: the whole element tree plus its typed fields
-/// (reached by deref, e.g. `def.memory_kib`).
+/// The values the fast paths read (lookups, `state`, `info`, memory and
+/// vcpu changes), kept beside the text so they cost no tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DomainDef {
+pub struct Basics {
+    pub id: Option<DomainId>,
+    pub uuid: Option<Uuid>,
+    pub name: Box<str>,
+    pub memory_kib: u64,
+    pub current_memory_kib: Option<u64>,
+    pub vcpus: u32,
+    pub current_vcpus: Option<u32>,
+}
+
+impl Basics {
+    fn of(f: &DomainFields) -> Basics {
+        Basics {
+            id: f.id,
+            uuid: f.uuid,
+            name: f.name.as_str().into(),
+            memory_kib: f.memory_kib,
+            current_memory_kib: f.current_memory_kib,
+            vcpus: f.vcpus,
+            current_vcpus: f.current_vcpus,
+        }
+    }
+}
+
+/// The element tree and every typed field, built from the text when asked.
+#[derive(Debug)]
+struct Full {
     root: Element,
     fields: DomainFields,
+}
+
+/// A domain definition, stored compactly: its canonical text (what `to_xml`
+/// gives) and the [`Basics`]. The element tree and the other typed fields
+/// (reached by deref, e.g. `def.os.kernel`) are built from the text on
+/// first use and kept with this value; a clone and every setter start
+/// without them, so a host's stored definitions stay small (a tree costs
+/// several times its text).
+pub struct DomainDef {
+    xml: Box<str>,
+    basics: Basics,
+    full: OnceLock<Box<Full>>,
 }
 
 impl std::ops::Deref for DomainDef {
     type Target = DomainFields;
     fn deref(&self) -> &DomainFields {
-        &self.fields
+        &self.full().fields
+    }
+}
+
+impl Clone for DomainDef {
+    fn clone(&self) -> DomainDef {
+        DomainDef {
+            xml: self.xml.clone(),
+            basics: self.basics.clone(),
+            full: OnceLock::new(),
+        }
+    }
+}
+
+/// Two definitions are equal when their documents are: the canonical text
+/// is a function of the tree (lines aside), and the fields of the text.
+impl PartialEq for DomainDef {
+    fn eq(&self, other: &Self) -> bool {
+        self.xml == other.xml
+    }
+}
+
+impl Eq for DomainDef {}
+
+impl fmt::Debug for DomainDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DomainDef")
+            .field("basics", &self.basics)
+            .field("xml", &self.xml)
+            .finish()
     }
 }
 
@@ -857,135 +1000,203 @@ impl DomainDef {
         parse(text)
     }
 
-    /// Validates a tree (as [`parse_tree`] gives it) and builds the typed views.
+    /// Validates a tree (as [`parse_tree`] gives it) and keeps its text.
     /// The UUID is rewritten in its canonical form; nothing else changes.
-    pub fn from_tree(mut root: Element) -> Result<DomainDef, XmlError> {
-        if root.name != "domain" {
-            return Err(err_at(
-                &root,
-                format!("the root element is <{}>, expected <domain>", root.name),
-            ));
-        }
-        let domain_type = match root.attr("type") {
-            Some(t) if DOMAIN_TYPES.contains(&t) => t.to_string(),
-            Some(t) if !t.trim().is_empty() => {
-                return Err(err_at(&root, format!("invalid domain type '{t}'")))
-            }
-            _ => return Err(err_at(&root, "missing the 'type' attribute")),
-        };
-        // libvirt ignores `id` when it parses a definition; one that is not a
-        // number is dropped the same way rather than refused.
-        let id = root
-            .attr("id")
-            .and_then(|raw| raw.trim().parse::<DomainId>().ok());
-        let name_el = root
-            .child("name")
-            .ok_or_else(|| err_at(&root, "missing <name>"))?;
-        let name = name_el.text();
-        check_name(&name).map_err(|m| err_at(name_el, m))?;
-        let uuid = root
-            .child("uuid")
-            .map(|u| Uuid::parse(&u.text()).map_err(|m| err_at(u, m)))
-            .transpose()?;
-        let memory_kib = parse_memory(
-            root.child("memory")
-                .ok_or_else(|| err_at(&root, "missing <memory>"))?,
-        )?;
-        if memory_kib == 0 {
-            return Err(err_at(
-                &root,
-                "memory size must be specified via <memory> (it is 0)",
-            ));
-        }
-        let current_memory_kib = root.child("currentMemory").map(parse_memory).transpose()?;
-        let (vcpus, current_vcpus) = match root.child("vcpu") {
-            None => (1, None),
-            Some(v) => {
-                let max: u32 = parse_uint(&v.text()).map_err(|m| err_at(v, m))?;
-                if max == 0 {
-                    return Err(err_at(v, "the vcpu count must be at least 1"));
-                }
-                let current = match v.attr("current") {
-                    None => None,
-                    Some(c) => {
-                        let c = parse_uint(c).map_err(|m| err_at(v, format!("current: {m}")))?;
-                        check_current_vcpus(c, max).map_err(|m| err_at(v, m))?;
-                        Some(c)
-                    }
-                };
-                (max, current)
-            }
-        };
-        let bootloader = root.child("bootloader").map(Element::text);
-        let bootloader_args = root.child("bootloader_args").map(Element::text);
-        let os_el = root.child("os");
-        let type_el = os_el.and_then(|o| o.child("type"));
-        let os_type = match (type_el, os_el) {
-            (Some(t), _) if t.text().trim().is_empty() => {
-                return Err(err_at(t, "the OS type is empty"))
-            }
-            (Some(t), _) => t.text().trim().to_string(),
-            // libvirt lets a bootloader stand in for <os>: it implies a PV guest.
-            (None, _) if bootloader.is_some() => "xen".to_string(),
-            (None, Some(o)) => return Err(err_at(o, "missing <type>")),
-            (None, None) => return Err(err_at(&root, "missing <os>")),
-        };
-        let os_text = |n: &str| os_el.and_then(|o| o.child(n)).map(Element::text);
-        let os = OsDef {
-            os_type,
-            arch: attr_of(type_el, "arch"),
-            machine: attr_of(type_el, "machine"),
-            kernel: os_text("kernel"),
-            initrd: os_text("initrd"),
-            cmdline: os_text("cmdline"),
-            root: os_text("root"),
-            loader: os_text("loader"),
-            boot: os_el
-                .iter()
-                .flat_map(|o| o.elements())
-                .filter(|b| b.name == "boot")
-                .filter_map(|b| b.attr("dev"))
-                .map(str::to_string)
-                .collect(),
-        };
-        let devices = match root.child("devices") {
-            Some(d) => d.elements().map(parse_device).collect::<Result<_, _>>()?,
-            None => Vec::new(),
-        };
-        let on_poweroff = parse_action(&root, "on_poweroff")?;
-        let on_reboot = parse_action(&root, "on_reboot")?;
-        let on_crash = parse_action(&root, "on_crash")?;
-        if let (Some(u), Some(el)) = (uuid, root.child_mut("uuid")) {
-            el.set_text(&u.to_string());
-        }
-        let fields = DomainFields {
-            domain_type,
-            id,
-            name,
-            uuid,
-            memory_kib,
-            current_memory_kib,
-            vcpus,
-            current_vcpus,
-            os,
-            bootloader,
-            bootloader_args,
-            on_poweroff,
-            on_reboot,
-            on_crash,
-            devices,
-        };
-        Ok(DomainDef { root, fields })
+    pub fn from_tree(root: Element) -> Result<DomainDef, XmlError> {
+        let (root, fields) = validate(root)?;
+        Ok(DomainDef {
+            xml: root.to_xml().into_boxed_str(),
+            basics: Basics::of(&fields),
+            full: OnceLock::new(),
+        })
     }
 
+    /// The values the fast paths read; reading them builds nothing.
+    pub fn basics(&self) -> &Basics {
+        &self.basics
+    }
+
+    /// The tree and fields, built from the text on first use.
+    fn full(&self) -> &Full {
+        self.full.get_or_init(|| Box::new(self.rebuild()))
+    }
+
+    /// The tree and fields of the text. The text was written from a valid
+    /// tree, so it parses; were it ever not to, the fields fall back to the
+    /// basics rather than fail a reader that cannot report an error.
+    fn rebuild(&self) -> Full {
+        match parse_tree(&self.xml).and_then(validate) {
+            Ok((root, fields)) => Full { root, fields },
+            Err(e) => {
+                log::error!("a stored definition does not parse again: {e}");
+                let b = &self.basics;
+                Full {
+                    root: Element::new("domain"),
+                    fields: DomainFields {
+                        domain_type: String::new(),
+                        id: b.id,
+                        name: b.name.to_string(),
+                        uuid: b.uuid,
+                        memory_kib: b.memory_kib,
+                        current_memory_kib: b.current_memory_kib,
+                        vcpus: b.vcpus,
+                        current_vcpus: b.current_vcpus,
+                        os: OsDef::default(),
+                        bootloader: None,
+                        bootloader_args: None,
+                        on_poweroff: None,
+                        on_reboot: None,
+                        on_crash: None,
+                        devices: Vec::new(),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Edits the tree and fields, then keeps the new text and basics and
+    /// lets the tree go.
+    fn edit<R>(&mut self, f: impl FnOnce(&mut Element, &mut DomainFields) -> R) -> R {
+        let mut full = match self.full.take() {
+            Some(full) => *full,
+            None => self.rebuild(),
+        };
+        let out = f(&mut full.root, &mut full.fields);
+        self.xml = full.root.to_xml().into_boxed_str();
+        self.basics = Basics::of(&full.fields);
+        out
+    }
+}
+
+/// Checks a `<domain>` tree and reads its typed fields.
+fn validate(mut root: Element) -> Result<(Element, DomainFields), XmlError> {
+    if root.name != "domain" {
+        return Err(err_at(
+            &root,
+            format!("the root element is <{}>, expected <domain>", root.name),
+        ));
+    }
+    let domain_type = match root.attr("type") {
+        Some(t) if DOMAIN_TYPES.contains(&t) => t.to_string(),
+        Some(t) if !t.trim().is_empty() => {
+            return Err(err_at(&root, format!("invalid domain type '{t}'")))
+        }
+        _ => return Err(err_at(&root, "missing the 'type' attribute")),
+    };
+    // libvirt ignores `id` when it parses a definition; one that is not a
+    // number is dropped the same way rather than refused.
+    let id = root
+        .attr("id")
+        .and_then(|raw| raw.trim().parse::<DomainId>().ok());
+    let name_el = root
+        .child("name")
+        .ok_or_else(|| err_at(&root, "missing <name>"))?;
+    let name = name_el.text();
+    check_name(&name).map_err(|m| err_at(name_el, m))?;
+    let uuid = root
+        .child("uuid")
+        .map(|u| Uuid::parse(&u.text()).map_err(|m| err_at(u, m)))
+        .transpose()?;
+    let memory_kib = parse_memory(
+        root.child("memory")
+            .ok_or_else(|| err_at(&root, "missing <memory>"))?,
+    )?;
+    if memory_kib == 0 {
+        return Err(err_at(
+            &root,
+            "memory size must be specified via <memory> (it is 0)",
+        ));
+    }
+    let current_memory_kib = root.child("currentMemory").map(parse_memory).transpose()?;
+    let (vcpus, current_vcpus) = match root.child("vcpu") {
+        None => (1, None),
+        Some(v) => {
+            let max: u32 = parse_uint(&v.text()).map_err(|m| err_at(v, m))?;
+            if max == 0 {
+                return Err(err_at(v, "the vcpu count must be at least 1"));
+            }
+            let current = match v.attr("current") {
+                None => None,
+                Some(c) => {
+                    let c = parse_uint(c).map_err(|m| err_at(v, format!("current: {m}")))?;
+                    check_current_vcpus(c, max).map_err(|m| err_at(v, m))?;
+                    Some(c)
+                }
+            };
+            (max, current)
+        }
+    };
+    let bootloader = root.child("bootloader").map(Element::text);
+    let bootloader_args = root.child("bootloader_args").map(Element::text);
+    let os_el = root.child("os");
+    let type_el = os_el.and_then(|o| o.child("type"));
+    let os_type = match (type_el, os_el) {
+        (Some(t), _) if t.text().trim().is_empty() => {
+            return Err(err_at(t, "the OS type is empty"))
+        }
+        (Some(t), _) => t.text().trim().to_string(),
+        // libvirt lets a bootloader stand in for <os>: it implies a PV guest.
+        (None, _) if bootloader.is_some() => "xen".to_string(),
+        (None, Some(o)) => return Err(err_at(o, "missing <type>")),
+        (None, None) => return Err(err_at(&root, "missing <os>")),
+    };
+    let os_text = |n: &str| os_el.and_then(|o| o.child(n)).map(Element::text);
+    let os = OsDef {
+        os_type,
+        arch: attr_of(type_el, "arch"),
+        machine: attr_of(type_el, "machine"),
+        kernel: os_text("kernel"),
+        initrd: os_text("initrd"),
+        cmdline: os_text("cmdline"),
+        root: os_text("root"),
+        loader: os_text("loader"),
+        boot: os_el
+            .iter()
+            .flat_map(|o| o.elements())
+            .filter(|b| b.name == "boot")
+            .filter_map(|b| b.attr("dev"))
+            .map(str::to_string)
+            .collect(),
+    };
+    let devices = match root.child("devices") {
+        Some(d) => d.elements().map(parse_device).collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let on_poweroff = parse_action(&root, "on_poweroff")?;
+    let on_reboot = parse_action(&root, "on_reboot")?;
+    let on_crash = parse_action(&root, "on_crash")?;
+    if let (Some(u), Some(el)) = (uuid, root.child_mut("uuid")) {
+        el.set_text(&u.to_string());
+    }
+    let fields = DomainFields {
+        domain_type,
+        id,
+        name,
+        uuid,
+        memory_kib,
+        current_memory_kib,
+        vcpus,
+        current_vcpus,
+        os,
+        bootloader,
+        bootloader_args,
+        on_poweroff,
+        on_reboot,
+        on_crash,
+        devices,
+    };
+    Ok((root, fields))
+}
+
+impl DomainDef {
     /// The definition in libvirt's layout, ending with a newline.
     pub fn to_xml(&self) -> String {
-        self.root.to_xml()
+        self.xml.to_string()
     }
 
     /// The whole tree, read-only: editing it directly would bypass validation.
     pub fn root(&self) -> &Element {
-        &self.root
+        &self.full().root
     }
 
     /// The `<target dev=...>` of each `<disk>`, in document order: the names
@@ -997,7 +1208,7 @@ impl DomainDef {
     /// Each `<interface>`'s name for its statistics: its `<target dev=...>`,
     /// or its MAC address when it has none (libvirt accepts either).
     pub fn interface_names(&self) -> Vec<String> {
-        let Some(devices) = self.root.child("devices") else {
+        let Some(devices) = self.root().child("devices") else {
             return Vec::new();
         };
         devices
@@ -1024,7 +1235,7 @@ impl DomainDef {
     }
 
     fn device_attrs(&self, device: &str, child: &str, attr: &str) -> Vec<String> {
-        let Some(devices) = self.root.child("devices") else {
+        let Some(devices) = self.root().child("devices") else {
             return Vec::new();
         };
         devices
@@ -1035,103 +1246,81 @@ impl DomainDef {
             .collect()
     }
 
-    /// The `<domain>` child of that name, inserted empty at its canonical
-    /// place when absent.
-    fn top_child_mut(&mut self, name: &str) -> &mut Element {
-        let is_named = |n: &Node| matches!(n, Node::Element(e) if e.name == name);
-        let at = match self.root.children.iter().position(is_named) {
-            Some(at) => at,
-            None => {
-                let rank = |n: &str| CANONICAL_ORDER.split_whitespace().position(|c| c == n);
-                let earlier = |n: &Node, mine: usize| match n {
-                    Node::Element(e) => rank(&e.name).is_some_and(|r| r < mine),
-                    Node::Text(_) => false,
-                };
-                let children = &self.root.children;
-                let at = match rank(name) {
-                    None => children.len(),
-                    Some(mine) => children
-                        .iter()
-                        .rposition(|n| earlier(n, mine))
-                        .map_or(0, |i| i + 1),
-                };
-                self.root.children.reserve_exact(1);
-                self.root
-                    .children
-                    .insert(at, Node::Element(Element::new(name)));
-                at
-            }
-        };
-        match &mut self.root.children[at] {
-            Node::Element(e) => e,
-            Node::Text(_) => unreachable!("position() matched an element"),
-        }
-    }
-
-    fn remove_top_children(&mut self, name: &str) {
-        self.root
-            .children
-            .retain(|n| !matches!(n, Node::Element(e) if e.name == name));
-    }
-
     /// Adds, replaces or removes the `id` attribute; a new one goes right
     /// after `type`, where libvirt writes it.
     pub fn set_id(&mut self, id: Option<DomainId>) {
-        match id {
-            Some(i) if self.root.attr("id").is_some() => self.root.set_attr("id", &i.to_string()),
-            Some(i) => {
-                let at = self
-                    .root
-                    .attrs
-                    .iter()
-                    .position(|(k, _)| k == "type")
-                    .map_or(0, |p| p + 1);
-                self.root.attrs.reserve_exact(1);
-                self.root.attrs.insert(at, ("id".into(), i.to_string()));
+        self.edit(|root, fields| {
+            match id {
+                Some(i) if root.attr("id").is_some() => root.set_attr("id", &i.to_string()),
+                Some(i) => {
+                    let at = root
+                        .attrs
+                        .iter()
+                        .position(|(k, _)| k == "type")
+                        .map_or(0, |p| p + 1);
+                    root.attrs.reserve_exact(1);
+                    root.attrs.insert(at, ("id".into(), i.to_string()));
+                }
+                None => {
+                    root.remove_attr("id");
+                }
             }
-            None => {
-                self.root.remove_attr("id");
-            }
-        }
-        self.fields.id = id;
+            fields.id = id;
+        });
     }
 
     /// Renames the domain: non-empty, with no `/` or control characters.
     pub fn set_name(&mut self, name: &str) -> Result<(), XmlError> {
         check_name(name).map_err(|m| err_set("name", m))?;
-        self.top_child_mut("name").set_text(name);
-        self.fields.name = name.to_string();
+        self.edit(|root, fields| {
+            top_child_mut(root, "name").set_text(name);
+            fields.name = name.to_string();
+        });
         Ok(())
     }
 
     /// Sets the UUID (written in canonical form), or removes `<uuid>`.
     pub fn set_uuid(&mut self, uuid: Option<Uuid>) {
-        match uuid {
-            Some(u) => self.top_child_mut("uuid").set_text(&u.to_string()),
-            None => self.remove_top_children("uuid"),
-        }
-        self.fields.uuid = uuid;
+        self.edit(|root, fields| {
+            match uuid {
+                Some(u) => top_child_mut(root, "uuid").set_text(&u.to_string()),
+                None => remove_top_children(root, "uuid"),
+            }
+            fields.uuid = uuid;
+        });
     }
 
     /// Sets `<memory>`, written in KiB with `unit='KiB'` (any other unit is replaced).
     pub fn set_memory_kib(&mut self, kib: u64) {
-        let e = self.top_child_mut("memory");
-        e.set_text(&kib.to_string());
-        e.set_attr("unit", "KiB");
-        self.fields.memory_kib = kib;
+        self.edit(|root, fields| {
+            set_kib(top_child_mut(root, "memory"), kib);
+            fields.memory_kib = kib;
+        });
     }
 
     /// Sets `<currentMemory>` in KiB, or removes it.
     pub fn set_current_memory_kib(&mut self, kib: Option<u64>) {
-        match kib {
-            Some(k) => {
-                let e = self.top_child_mut("currentMemory");
-                e.set_text(&k.to_string());
-                e.set_attr("unit", "KiB");
+        self.edit(|root, fields| {
+            match kib {
+                Some(k) => set_kib(top_child_mut(root, "currentMemory"), k),
+                None => remove_top_children(root, "currentMemory"),
             }
-            None => self.remove_top_children("currentMemory"),
-        }
-        self.fields.current_memory_kib = kib;
+            fields.current_memory_kib = kib;
+        });
+    }
+
+    /// Sets both memory amounts with one rebuild of the tree (see
+    /// [`DomainDef::set_memory_kib`] and [`DomainDef::set_current_memory_kib`]).
+    pub fn set_memory_both(&mut self, max: u64, current: Option<u64>) {
+        self.edit(|root, fields| {
+            set_kib(top_child_mut(root, "memory"), max);
+            match current {
+                Some(k) => set_kib(top_child_mut(root, "currentMemory"), k),
+                None => remove_top_children(root, "currentMemory"),
+            }
+            fields.memory_kib = max;
+            fields.current_memory_kib = current;
+        });
     }
 
     /// Sets the maximum vcpu count; it must be at least 1 and not below the
@@ -1140,35 +1329,83 @@ impl DomainDef {
         if vcpus == 0 {
             return Err(err_set("vcpu", "the vcpu count must be at least 1"));
         }
-        if let Some(c) = self.fields.current_vcpus {
+        if let Some(c) = self.basics.current_vcpus {
             check_current_vcpus(c, vcpus).map_err(|m| err_set("vcpu", m))?;
         }
-        self.top_child_mut("vcpu").set_text(&vcpus.to_string());
-        self.fields.vcpus = vcpus;
+        self.edit(|root, fields| {
+            top_child_mut(root, "vcpu").set_text(&vcpus.to_string());
+            fields.vcpus = vcpus;
+        });
         Ok(())
     }
 
     /// Sets or removes the `current` attribute of `<vcpu>`.
     pub fn set_current_vcpus(&mut self, current: Option<u32>) -> Result<(), XmlError> {
-        match current {
-            Some(c) => {
-                let max = self.fields.vcpus;
-                check_current_vcpus(c, max).map_err(|m| err_set("vcpu", m))?;
-                let e = self.top_child_mut("vcpu");
-                if e.text().trim().is_empty() {
-                    e.set_text(&max.to_string());
-                }
-                e.set_attr("current", &c.to_string());
-            }
-            None => {
-                if let Some(e) = self.root.child_mut("vcpu") {
-                    e.remove_attr("current");
-                }
-            }
+        let max = self.basics.vcpus;
+        if let Some(c) = current {
+            check_current_vcpus(c, max).map_err(|m| err_set("vcpu", m))?;
         }
-        self.fields.current_vcpus = current;
+        self.edit(|root, fields| {
+            match current {
+                Some(c) => {
+                    let e = top_child_mut(root, "vcpu");
+                    if e.text().trim().is_empty() {
+                        e.set_text(&max.to_string());
+                    }
+                    e.set_attr("current", &c.to_string());
+                }
+                None => {
+                    if let Some(e) = root.child_mut("vcpu") {
+                        e.remove_attr("current");
+                    }
+                }
+            }
+            fields.current_vcpus = current;
+        });
         Ok(())
     }
+}
+
+/// Writes an amount in KiB with its unit.
+fn set_kib(e: &mut Element, kib: u64) {
+    e.set_text(&kib.to_string());
+    e.set_attr("unit", "KiB");
+}
+
+/// The `<domain>` child of that name, inserted empty at its canonical
+/// place when absent.
+fn top_child_mut<'a>(root: &'a mut Element, name: &str) -> &'a mut Element {
+    let is_named = |n: &Node| matches!(n, Node::Element(e) if e.name == name);
+    let at = match root.children.iter().position(is_named) {
+        Some(at) => at,
+        None => {
+            let rank = |n: &str| CANONICAL_ORDER.split_whitespace().position(|c| c == n);
+            let earlier = |n: &Node, mine: usize| match n {
+                Node::Element(e) => rank(&e.name).is_some_and(|r| r < mine),
+                Node::Text(_) => false,
+            };
+            let children = &root.children;
+            let at = match rank(name) {
+                None => children.len(),
+                Some(mine) => children
+                    .iter()
+                    .rposition(|n| earlier(n, mine))
+                    .map_or(0, |i| i + 1),
+            };
+            root.children.reserve_exact(1);
+            root.children.insert(at, Node::Element(Element::new(name)));
+            at
+        }
+    };
+    match &mut root.children[at] {
+        Node::Element(e) => e,
+        Node::Text(_) => unreachable!("position() matched an element"),
+    }
+}
+
+fn remove_top_children(root: &mut Element, name: &str) {
+    root.children
+        .retain(|n| !matches!(n, Node::Element(e) if e.name == name));
 }
 
 #[cfg(test)]
@@ -1208,6 +1445,57 @@ mod tests {
 
     const MINIMAL: &str = "<domain type='xen'>\n  <name>a</name>\n  <memory>1024</memory>\n  \
                            <os>\n    <type>linux</type>\n  </os>\n</domain>\n";
+
+    #[test]
+    fn children_are_split_with_their_lines_and_the_whole_is_checked() {
+        let text =
+            "<node>\n  <cpu><mhz>5</mhz></cpu>\n  <domain file='a.xml'/>\n<x>\n<y/></x></node>";
+        let (root, parts) = split_children(text).unwrap();
+        assert_eq!(root, "node");
+        let got: Vec<(&str, usize)> = parts.iter().map(|p| (p.text, p.first_line)).collect();
+        assert_eq!(
+            got,
+            [
+                ("<cpu><mhz>5</mhz></cpu>", 2),
+                ("<domain file='a.xml'/>", 3),
+                ("<x>\n<y/></x>", 4)
+            ]
+        );
+        let e = parts[2].locate(parse_tree("<x>\n<y></x>").unwrap_err());
+        assert_eq!(e.line, Some(5));
+        assert_eq!(split_children("<node/>").unwrap().1.len(), 0);
+        assert!(split_children("<node><cpu></node>").is_err());
+        let e = split_children("<!DOCTYPE n [<!ENTITY x 'y'>]><node/>").unwrap_err();
+        assert!(e.message.contains("DOCTYPE is refused"), "{e}");
+        assert!(split_children("").is_err());
+    }
+
+    #[test]
+    fn a_definition_builds_its_tree_only_when_asked_and_setters_let_it_go() {
+        let mut def = parse(MINIMAL).unwrap();
+        assert!(def.full.get().is_none());
+        assert_eq!((def.basics().memory_kib, &*def.basics().name), (1024, "a"));
+        def.set_memory_kib(2048);
+        def.set_id(Some(DomainId(3)));
+        assert!(def.full.get().is_none());
+        assert_eq!(def.basics().memory_kib, 2048);
+        assert!(def.to_xml().contains("<memory unit='KiB'>2048</memory>"));
+        assert!(def.to_xml().starts_with("<domain type='xen' id='3'>"));
+        // Deref builds the fields from the text, and keeps them.
+        assert_eq!((def.os.os_type.as_str(), def.memory_kib), ("linux", 2048));
+        assert!(def.full.get().is_some());
+        assert_eq!(
+            def.root().child("name").map(Element::text).as_deref(),
+            Some("a")
+        );
+        let copy = def.clone();
+        assert!(copy.full.get().is_none());
+        assert_eq!(copy, def);
+        def.set_memory_both(4096, Some(1000));
+        assert!(def.full.get().is_none());
+        assert_eq!(def.current_memory_kib, Some(1000));
+        assert_ne!(copy, def);
+    }
 
     #[test]
     fn libvirt_output_round_trips_byte_for_byte() {

@@ -5,7 +5,7 @@
 //! devices) are skipped with a log line.
 
 use crate::error::{Error, Result};
-use crate::model::xml::{parse_tree, Element};
+use crate::model::xml::{parse_tree, split_children, Element, Part};
 use crate::model::{DomainDef, NodeInfo};
 use std::path::Path;
 
@@ -90,22 +90,23 @@ pub fn parse_host(text: &str, path: &Path) -> Result<HostSpec> {
     let at = |e: crate::model::xml::XmlError| {
         Error::invalid(format!("host file {}: {e}", path.display()))
     };
-    let root = parse_tree(text).map_err(at)?;
-    if root.name != "node" {
+    // One top-level element at a time (see `split_children`).
+    let (root, parts) = split_children(text).map_err(at)?;
+    if root != "node" {
         return Err(Error::invalid(format!(
-            "host file {}: root element is <{}>, expected <node>",
+            "host file {}: root element is <{root}>, expected <node>",
             path.display(),
-            root.name
         )));
     }
     let dir = path.parent().unwrap_or(Path::new("/"));
     let mut node = default_node();
-    let mut domains = Vec::new();
-    for child in root.elements() {
+    let mut domains = Vec::with_capacity(parts.len());
+    for part in parts {
+        let child = parse_tree(part.text).map_err(|e| at(part.locate(e)))?;
         match child.name.as_str() {
-            "cpu" => read_cpu(child, &mut node, path)?,
-            "memory" => node.memory_kib = number(child, path)?,
-            "domain" => domains.push(load_domain(child, dir, path)?),
+            "cpu" => read_cpu(&child, &mut node, path)?,
+            "memory" => node.memory_kib = number(&child, path)?,
+            "domain" => domains.push(load_domain(child, &part, dir, path)?),
             other => log::info!(
                 "host file {}: skipping <{other}>: domfs models domains only",
                 path.display()
@@ -115,7 +116,7 @@ pub fn parse_host(text: &str, path: &Path) -> Result<HostSpec> {
     Ok(HostSpec { node, domains })
 }
 
-fn load_domain(el: &Element, dir: &Path, host: &Path) -> Result<DomainDef> {
+fn load_domain(el: Element, part: &Part, dir: &Path, host: &Path) -> Result<DomainDef> {
     match el.attr("file") {
         Some(file) => {
             let file = dir.join(file);
@@ -123,8 +124,9 @@ fn load_domain(el: &Element, dir: &Path, host: &Path) -> Result<DomainDef> {
             DomainDef::parse(&text)
                 .map_err(|e| Error::invalid(format!("domain file {}: {e}", file.display())))
         }
-        None => DomainDef::from_tree(el.clone())
-            .map_err(|e| Error::invalid(format!("host file {}: {e}", host.display()))),
+        None => DomainDef::from_tree(el).map_err(|e| {
+            Error::invalid(format!("host file {}: {}", host.display(), part.locate(e)))
+        }),
     }
 }
 

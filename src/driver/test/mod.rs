@@ -87,6 +87,11 @@ struct Live {
     /// spares a second tree per running domain: a host of 10,000 running
     /// domains held 12 MiB of such copies.
     own: Option<Box<DomainDef>>,
+    /// Memory set live (`setmem`) while `own` is None: kept as a number,
+    /// not a copy, so a `setmem` to each of 10,000 running domains costs
+    /// no definitions. Copies of the running definition carry it, and it
+    /// moves into `own` when one is made.
+    memory_kib: Option<u64>,
     /// CPU time accumulated before `running_since`.
     cpu_ns: u64,
     /// When the domain last entered a state that consumes CPU.
@@ -103,6 +108,7 @@ impl Live {
             id,
             state: State::Running,
             own: None,
+            memory_kib: None,
             cpu_ns: 0,
             running_since: Some(Instant::now()),
             pins: HashMap::new(),
@@ -134,12 +140,12 @@ impl TestDomain {
     }
 
     fn name(&self) -> &str {
-        &self.config.name
+        &self.config.basics().name
     }
 
     fn uuid(&self) -> Uuid {
         // Every definition gets a UUID before it is stored.
-        self.config.uuid.unwrap_or(Uuid([0; 16]))
+        self.config.basics().uuid.unwrap_or(Uuid([0; 16]))
     }
 
     fn reference(&self) -> DomainRef {
@@ -170,7 +176,20 @@ impl TestDomain {
     fn running_copy(&self, id: DomainId) -> DomainDef {
         let mut def = self.config.clone();
         def.set_id(Some(id));
+        if let Some(kib) = self.live.as_ref().and_then(|l| l.memory_kib) {
+            def.set_current_memory_kib(Some(kib));
+        }
         def
+    }
+
+    /// The memory the domain has now, in KiB.
+    fn current_memory_kib(&self) -> u64 {
+        let b = self.current_fields().basics();
+        self.live
+            .as_ref()
+            .and_then(|l| l.memory_kib)
+            .or(b.current_memory_kib)
+            .unwrap_or(b.memory_kib)
     }
 
     /// Gives a running domain that still shares its configuration a copy
@@ -180,6 +199,7 @@ impl TestDomain {
             let copy = Box::new(self.running_copy(*id));
             if let Some(live) = self.live.as_mut() {
                 live.own = Some(copy);
+                live.memory_kib = None;
             }
         }
     }
@@ -275,15 +295,16 @@ impl Host {
     /// Where `def` would go: the index of an existing domain it names, or
     /// None for a new one. Name and UUID must agree with any existing domain.
     fn place(&self, def: &DomainDef) -> Result<Option<usize>> {
-        let by_name = self.by_name.get(&def.name).copied();
-        let by_uuid = def.uuid.and_then(|u| self.by_uuid.get(&u).copied());
-        match (by_name, by_uuid, def.uuid) {
+        let b = def.basics();
+        let by_name = self.by_name.get(&*b.name).copied();
+        let by_uuid = b.uuid.and_then(|u| self.by_uuid.get(&u).copied());
+        match (by_name, by_uuid, b.uuid) {
             (Some(n), Some(u), _) if n == u => Ok(Some(n)),
             (Some(n), _, Some(uuid)) => Err(Error::new(
                 ErrorKind::AlreadyExists,
                 format!(
                     "domain '{}' already exists with uuid {}, not {uuid}",
-                    def.name,
+                    b.name,
                     self.domains[n].uuid()
                 ),
             )),
@@ -313,7 +334,7 @@ impl Host {
                 ));
             }
             def.set_uuid(Some(existing.uuid()));
-        } else if def.uuid.is_none() {
+        } else if def.basics().uuid.is_none() {
             def.set_uuid(Some(Uuid::generate()));
         }
         def.set_id(None);
@@ -341,14 +362,17 @@ impl Host {
 
 impl TestDriver {
     pub fn new(spec: HostSpec) -> Result<TestDriver> {
+        let n = spec.domains.len();
         let mut host = Host {
             node: spec.node,
-            domains: Vec::new(),
-            by_uuid: HashMap::new(),
-            by_name: HashMap::new(),
-            by_id: HashMap::new(),
+            domains: Vec::with_capacity(n),
+            by_uuid: HashMap::with_capacity(n),
+            by_name: HashMap::with_capacity(n),
+            by_id: HashMap::with_capacity(n),
             next_id: 1,
         };
+        // Sized once: growing by doubling would leave up to half of each
+        // unused on a large host.
         for def in spec.domains {
             host.launch(def, true)?;
         }
@@ -420,10 +444,10 @@ impl TestDriver {
 /// Stores memory the way libvirt writes it back: both amounts present, in
 /// KiB with an explicit unit, current memory never above the maximum.
 fn normalize(def: &mut DomainDef) {
-    let max = def.memory_kib;
-    let current = def.current_memory_kib.unwrap_or(max).min(max);
-    def.set_memory_kib(max);
-    def.set_current_memory_kib(Some(current));
+    let b = def.basics();
+    let max = b.memory_kib;
+    let current = b.current_memory_kib.unwrap_or(max).min(max);
+    def.set_memory_both(max, Some(current));
 }
 
 fn lifecycle_running(action: Option<LifecycleAction>) -> bool {
@@ -514,11 +538,11 @@ impl Driver for TestDriver {
     fn domain_info(&self, dom: &DomainRef) -> Result<DomainInfo> {
         let host = self.host();
         let d = &host.domains[host.find(dom)?];
-        let def = d.current_fields();
+        let def = d.current_fields().basics();
         Ok(DomainInfo {
             state: d.state(),
             max_memory_kib: def.memory_kib,
-            memory_kib: def.current_memory_kib.unwrap_or(def.memory_kib),
+            memory_kib: d.current_memory_kib(),
             vcpus: def.current_vcpus.unwrap_or(def.vcpus),
             cpu_time_ns: d.live.as_ref().map_or(0, Live::cpu_time_ns),
         })
@@ -587,7 +611,7 @@ impl Driver for TestDriver {
                 i
             }
             None => {
-                if def.uuid.is_none() {
+                if def.basics().uuid.is_none() {
                     def.set_uuid(Some(Uuid::generate()));
                 }
                 host.push(TestDomain {
@@ -728,9 +752,19 @@ impl Driver for TestDriver {
 
     fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
         self.with_domain(dom, Operation::SetMemory, |host, idx| {
-            let def = host.domains[idx].current_def_mut();
-            limits::memory_within(kib, def.memory_kib).map_err(Error::invalid)?;
-            def.set_current_memory_kib(Some(kib));
+            let d = &mut host.domains[idx];
+            match d.live.as_mut() {
+                Some(live) if live.own.is_none() => {
+                    limits::memory_within(kib, d.config.basics().memory_kib)
+                        .map_err(Error::invalid)?;
+                    live.memory_kib = Some(kib);
+                }
+                _ => {
+                    let def = d.current_def_mut();
+                    limits::memory_within(kib, def.basics().memory_kib).map_err(Error::invalid)?;
+                    def.set_current_memory_kib(Some(kib));
+                }
+            }
             Ok(Some(EventKind::MemoryChanged))
         })
     }
@@ -741,7 +775,7 @@ impl Driver for TestDriver {
     fn set_max_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
         self.with_domain(dom, Operation::SetMaxMemory, |host, idx| {
             let def = &mut host.domains[idx].config;
-            if def.current_memory_kib.is_some_and(|cur| cur > kib) {
+            if def.basics().current_memory_kib.is_some_and(|cur| cur > kib) {
                 def.set_current_memory_kib(Some(kib));
             }
             def.set_memory_kib(kib);
@@ -754,8 +788,9 @@ impl Driver for TestDriver {
     fn set_vcpus(&self, dom: &DomainRef, count: u32) -> Result<()> {
         self.with_domain(dom, Operation::SetVcpus, |host, idx| {
             let def = host.domains[idx].current_def_mut();
-            limits::vcpus_within(count, def.vcpus).map_err(Error::invalid)?;
-            def.set_current_vcpus((count != def.vcpus).then_some(count))
+            let max = def.basics().vcpus;
+            limits::vcpus_within(count, max).map_err(Error::invalid)?;
+            def.set_current_vcpus((count != max).then_some(count))
                 .map_err(|e| Error::invalid(e.to_string()))?;
             Ok(Some(EventKind::VcpusChanged))
         })
@@ -835,7 +870,10 @@ impl Driver for TestDriver {
 
     fn domain_max_vcpus(&self, dom: &DomainRef) -> Result<u32> {
         let host = self.host();
-        Ok(host.domains[host.find(dom)?].current_fields().vcpus)
+        Ok(host.domains[host.find(dom)?]
+            .current_fields()
+            .basics()
+            .vcpus)
     }
 
     fn domain_autostart(&self, dom: &DomainRef) -> Result<bool> {
@@ -868,7 +906,7 @@ impl Driver for TestDriver {
     fn domain_vcpu_info(&self, dom: &DomainRef) -> Result<Vec<VcpuInfo>> {
         let host = self.host();
         let d = &host.domains[host.find(dom)?];
-        let def = d.current_fields();
+        let def = d.current_fields().basics();
         let count = def.current_vcpus.unwrap_or(def.vcpus);
         let anywhere = CpuSet::first(PINNABLE_CPUS);
         let last_cpu = host.node.cpus.saturating_sub(1);
@@ -900,7 +938,7 @@ impl Driver for TestDriver {
     fn pin_vcpu(&self, dom: &DomainRef, vcpu: u32, cpus: CpuSet) -> Result<()> {
         self.with_domain(dom, Operation::PinVcpu, |host, idx| {
             let d = &mut host.domains[idx];
-            let def = d.current_fields();
+            let def = d.current_fields().basics();
             let count = def.current_vcpus.unwrap_or(def.vcpus);
             if vcpu >= count {
                 return Err(Error::invalid(format!(

@@ -557,6 +557,10 @@ fn set_memory_is_live_on_a_running_domain_and_bounded_by_max() {
     assert_eq!(sizes(&d, &dom), (8_388_608, 1_048_576, 2));
     let x = d.domain_xml(&dom).unwrap();
     assert_eq!(x.current_memory_kib, Some(1_048_576));
+    // A later live change keeps it (the running definition becomes a copy
+    // of its own, memory included).
+    d.set_vcpus(&dom, 1).unwrap();
+    assert_eq!(sizes(&d, &dom), (8_388_608, 1_048_576, 1));
     d.set_memory(&dom, 8_388_608).unwrap();
     assert_eq!(info(&d, &dom).memory_kib, 8_388_608);
     // Live only: the configuration comes back after a restart.
