@@ -837,10 +837,8 @@ impl Driver for LibxlDriver {
             self.on_running(domid, &dom.name.0, "setmem", move |c, id| {
                 c.set_memory_target(id, kib)
             })?;
-            self.shared.find(dom, |e| {
-                if let Some((_, d)) = e.live.as_mut() {
-                    d.set_current_memory_kib(Some(kib.min(d.memory_kib)));
-                }
+            self.note_live(dom, |d| {
+                d.set_current_memory_kib(Some(kib.min(d.memory_kib)));
             });
             return Ok(());
         }
@@ -897,10 +895,8 @@ impl Driver for LibxlDriver {
             self.on_running(domid, &dom.name.0, "setvcpus", move |c, id| {
                 c.set_vcpus_online(id, count, max)
             })?;
-            self.shared.find(dom, |e| {
-                if let Some((_, d)) = e.live.as_mut() {
-                    let _ = d.set_current_vcpus(Some(count));
-                }
+            self.note_live(dom, |d| {
+                let _ = d.set_current_vcpus(Some(count));
             });
             return Ok(());
         }
@@ -959,6 +955,16 @@ impl Driver for LibxlDriver {
 }
 
 impl LibxlDriver {
+    /// Records a change made to a running domain in the definition it runs
+    /// with (what `xml` shows and a save image carries).
+    fn note_live(&self, dom: &DomainRef, change: impl FnOnce(&mut DomainDef)) {
+        self.shared.find(dom, |e| {
+            if let Some((_, d)) = e.live.as_mut() {
+                change(d);
+            }
+        });
+    }
+
     /// Changes a shut-off domain's persistent definition and keeps it.
     fn change_config(
         &self,
