@@ -183,6 +183,12 @@ mod tests {
         s.save(&def("db")).unwrap();
         s.set_autostart("web1", true).unwrap();
         std::fs::write(dir.join("junk.xml"), "<domain").unwrap();
+        // Past the size limit: skipped without being read whole.
+        let big = format!("<domain>{}</domain>", " ".repeat(MAX_FILE as usize));
+        std::fs::write(dir.join("big.xml"), big).unwrap();
+        assert!(read_def(&dir.join("big.xml"))
+            .unwrap_err()
+            .contains("longer than"));
         std::fs::write(dir.join("other.xml"), def("web1").to_xml()).unwrap();
         let got: Vec<(String, bool)> = Store::open(&dir)
             .unwrap()
