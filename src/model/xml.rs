@@ -308,9 +308,19 @@ pub fn split_children(text: &str) -> Result<(String, Vec<Part<'_>>), XmlError> {
             Err(e) => return Err(malformed(lines.at(reader.error_position()), None, e)),
         };
         let after = at(reader.buffer_position());
-        let part = |from: usize, lines: &mut Lines| Part {
-            text: &text[from..after],
-            first_line: lines.at(from as u64),
+        // The reader's positions are bytes; one that falls inside a
+        // character (the reader skips a second byte-order mark as a unit of
+        // its own) cannot cut a part, and such a document is refused.
+        let part = |from: usize, lines: &mut Lines| match text.get(from..after) {
+            Some(t) => Ok(Part {
+                text: t,
+                first_line: lines.at(from as u64),
+            }),
+            None => Err(XmlError {
+                line: Some(lines.at(from as u64)),
+                element: None,
+                message: "the document cannot be split here".into(),
+            }),
         };
         match event {
             Event::Start(ref s) | Event::Empty(ref s) if depth == 0 => {
@@ -323,12 +333,12 @@ pub fn split_children(text: &str) -> Result<(String, Vec<Part<'_>>), XmlError> {
                 }
                 depth += 1;
             }
-            Event::Empty(_) if depth == 1 => parts.push(part(before, &mut lines)),
+            Event::Empty(_) if depth == 1 => parts.push(part(before, &mut lines)?),
             Event::DocType(_) => return Err(doctype_refused(lines.at(before as u64))),
             Event::End(_) => {
                 depth = depth.saturating_sub(1);
                 if depth == 1 {
-                    parts.push(part(start, &mut lines));
+                    parts.push(part(start, &mut lines)?);
                 }
             }
             Event::Eof => break,
