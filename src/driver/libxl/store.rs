@@ -47,10 +47,6 @@ impl Store {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn file(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.xml"))
     }

@@ -221,7 +221,6 @@ struct Fns {
     unpause: unsafe extern "C" fn(CtxPtr, u32, Null) -> c_int,
     suspend: unsafe extern "C" fn(CtxPtr, u32, c_int, c_int, Null) -> c_int,
     set_memory_target: unsafe extern "C" fn(CtxPtr, u32, i64, c_int, c_int) -> c_int,
-    setmaxmem: unsafe extern "C" fn(CtxPtr, u32, u64) -> c_int,
     set_vcpuonline: unsafe extern "C" fn(CtxPtr, u32, *mut Bitmap, Null) -> c_int,
     evenable_domain_death: unsafe extern "C" fn(CtxPtr, u32, u64, *mut *mut c_void) -> c_int,
     evdisable_domain_death: unsafe extern "C" fn(CtxPtr, *mut c_void),
@@ -299,7 +298,6 @@ impl Libxl {
             unpause: symbol!(l, lf, "libxl_domain_unpause"),
             suspend: symbol!(l, lf, "libxl_domain_suspend"),
             set_memory_target: symbol!(l, lf, "libxl_set_memory_target"),
-            setmaxmem: symbol!(l, lf, "libxl_domain_setmaxmem"),
             set_vcpuonline: symbol!(l, lf, "libxl_set_vcpuonline"),
             evenable_domain_death: symbol!(l, lf, "libxl_evenable_domain_death"),
             evdisable_domain_death: symbol!(l, lf, "libxl_evdisable_domain_death"),
@@ -688,11 +686,6 @@ impl Ctx {
         let kib = i64::try_from(kib).map_err(|_| Code(ERROR_INVAL))?;
         // SAFETY: live context; plain values.
         check(unsafe { (self.lib.fns.set_memory_target)(self.ctx, domid, kib, 0, 1) })
-    }
-
-    pub fn set_max_memory(&self, domid: u32, kib: u64) -> Result<(), Code> {
-        // SAFETY: live context; plain values.
-        check(unsafe { (self.lib.fns.setmaxmem)(self.ctx, domid, kib) })
     }
 
     /// Sets which vCPUs are online: the first `online` of `max`.
