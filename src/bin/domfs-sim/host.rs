@@ -10,6 +10,7 @@
 
 use crate::store::{Caller, Sink, Store, INTRODUCE, RELEASE};
 use crate::xenstored::{self, lock};
+use domfs::driver::dom0stats::vbd_devid;
 use domfs::driver::xenstore::wire::{Access, Perm};
 use domfs::model::Uuid;
 use std::collections::BTreeMap;
@@ -34,6 +35,32 @@ pub struct GuestSpec {
     pub kernel: String,
     pub ramdisk: String,
     pub cmdline: String,
+    /// The devices it boots with, in its configuration's order.
+    pub devices: Vec<Device>,
+}
+
+/// A guest's virtual device as the toolstack configures it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Device {
+    /// A disk: the name the guest sees (`xvda`), what backs it in dom0
+    /// (`file:/srv/a.img`), and the mode (`w`, `r`).
+    Vbd {
+        target: String,
+        uname: String,
+        mode: String,
+    },
+    /// A network interface on a bridge.
+    Vif { mac: String, bridge: String },
+}
+
+impl Device {
+    /// The xenstore device class: `vbd` or `vif`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Device::Vbd { .. } => "vbd",
+            Device::Vif { .. } => "vif",
+        }
+    }
 }
 
 impl GuestSpec {
@@ -63,6 +90,7 @@ impl GuestSpec {
             kernel: "/boot/vmlinuz-6.1.0-13-amd64".into(),
             ramdisk: "/boot/initrd.img-6.1.0-13-amd64".into(),
             cmdline: "root=/dev/xvda1 ro console=hvc0".into(),
+            devices: Vec::new(),
             name,
         };
         for kv in parts {
@@ -112,6 +140,8 @@ pub struct Guest {
     stop: Arc<AtomicBool>,
     /// Paused by the toolstack (the hypervisor's paused flag).
     pub paused: bool,
+    /// Its devices as plugged now, each with its xenstore device number.
+    pub devices: Vec<(u32, Device)>,
 }
 
 pub struct Host {
@@ -229,6 +259,19 @@ impl Host {
         };
         self.write_guest(domid, &spec)
             .map_err(|e| format!("writing guest {}: {e}", spec.name))?;
+        let mut devices = Vec::new();
+        for d in &spec.devices {
+            let devid = next_devid(&devices, d)
+                .and_then(|n| self.plug(domid, n, d).map(|()| n))
+                .map_err(|e| format!("guest {}: {e}", spec.name));
+            match devid {
+                Ok(n) => devices.push((n, d.clone())),
+                Err(e) => {
+                    self.forget_keys(domid, spec.uuid);
+                    return Err(e);
+                }
+            }
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let sock = self.dir.join(format!("xenstored/domain-{domid}"));
         let l = listen(&sock, 0o600).map_err(|e| format!("{}: {e}", sock.display()))?;
@@ -257,9 +300,118 @@ impl Host {
                 spec,
                 stop,
                 paused: false,
+                devices,
             },
         );
         Ok(domid)
+    }
+
+    /// Writes a device's backend and frontend keys as libxl does when it
+    /// adds one (`libxl__device_generic_add`), already connected (state 4).
+    fn plug(&self, domid: u32, devid: u32, d: &Device) -> Result<(), String> {
+        let class = d.class();
+        let back = format!("/local/domain/0/backend/{class}/{domid}/{devid}");
+        let front = format!("/local/domain/{domid}/device/{class}/{devid}");
+        let mut back_keys: Vec<(&str, String)> = vec![
+            ("frontend", front.clone()),
+            ("frontend-id", domid.to_string()),
+            ("online", "1".into()),
+            ("state", "4".into()),
+        ];
+        let mut front_keys: Vec<(&str, String)> = vec![
+            ("backend", back.clone()),
+            ("backend-id", "0".into()),
+            ("state", "4".into()),
+        ];
+        match d {
+            Device::Vbd {
+                target,
+                uname,
+                mode,
+            } => {
+                let (kind, params) = uname.split_once(':').unwrap_or(("phy", uname));
+                back_keys.extend([
+                    ("dev", target.clone()),
+                    ("params", params.to_string()),
+                    ("type", kind.to_string()),
+                    ("mode", mode.clone()),
+                    ("device-type", "disk".into()),
+                ]);
+                front_keys.extend([
+                    ("virtual-device", devid.to_string()),
+                    ("device-type", "disk".into()),
+                ]);
+            }
+            Device::Vif { mac, bridge } => {
+                back_keys.extend([
+                    ("mac", mac.clone()),
+                    ("bridge", bridge.clone()),
+                    ("handle", devid.to_string()),
+                    ("type", "vif".into()),
+                ]);
+                front_keys.extend([("mac", mac.clone()), ("handle", devid.to_string())]);
+            }
+        }
+        let mut s = lock(&self.store);
+        let t = s.transaction_start(TOOLSTACK).map_err(|e| e.to_string())?;
+        let back_perms = p(&[(Access::None, 0), (Access::Read, domid)]);
+        let front_perms = p(&[(Access::None, domid), (Access::Read, 0)]);
+        let mut r = s
+            .write(TOOLSTACK, t, &back, b"")
+            .and_then(|()| s.set_perms(TOOLSTACK, t, &back, &back_perms))
+            .and_then(|()| s.write(TOOLSTACK, t, &front, b""))
+            .and_then(|()| s.set_perms(TOOLSTACK, t, &front, &front_perms));
+        for (k, v) in &back_keys {
+            r = r.and_then(|()| s.write(TOOLSTACK, t, &format!("{back}/{k}"), v.as_bytes()));
+        }
+        for (k, v) in &front_keys {
+            r = r.and_then(|()| s.write(TOOLSTACK, t, &format!("{front}/{k}"), v.as_bytes()));
+        }
+        if let Err(e) = r {
+            let _ = s.transaction_end(TOOLSTACK, t, false);
+            return Err(e.to_string());
+        }
+        s.transaction_end(TOOLSTACK, t, true)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Hot-plugs a device into a running guest; returns its device number.
+    pub fn attach(&self, domid: u32, d: Device) -> Result<u32, String> {
+        let mut guests = lock(&self.guests);
+        let g = guests
+            .get_mut(&domid)
+            .ok_or_else(|| format!("no domain {domid}"))?;
+        let devid = next_devid(&g.devices, &d)?;
+        self.plug(domid, devid, &d)?;
+        // A reboot keeps it, as a device in the configuration.
+        g.spec.devices.push(d.clone());
+        g.devices.push((devid, d));
+        Ok(devid)
+    }
+
+    /// Unplugs device `devid` of `class` from a running guest: its keys go.
+    pub fn detach(&self, domid: u32, class: &str, devid: u32) -> Result<(), String> {
+        let mut guests = lock(&self.guests);
+        let g = guests
+            .get_mut(&domid)
+            .ok_or_else(|| format!("no domain {domid}"))?;
+        let at = g
+            .devices
+            .iter()
+            .position(|(n, d)| *n == devid && d.class() == class)
+            .ok_or_else(|| format!("Device {devid} ({class}) not connected"))?;
+        let (_, gone) = g.devices.remove(at);
+        if let Some(i) = g.spec.devices.iter().position(|d| *d == gone) {
+            g.spec.devices.remove(i);
+        }
+        let mut s = lock(&self.store);
+        for path in [
+            format!("/local/domain/0/backend/{class}/{domid}/{devid}"),
+            format!("/local/domain/{domid}/device/{class}/{devid}"),
+        ] {
+            s.rm(TOOLSTACK, 0, &path).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     fn write_guest(&self, n: u32, g: &GuestSpec) -> Result<(), String> {
@@ -442,16 +594,52 @@ impl Host {
             &format!("/local/domain/{domid}/control/shutdown"),
             &format!("shutdown:{domid}"),
         );
-        for path in [
-            format!("/vm/{}", guest.spec.uuid),
-            format!("/local/domain/{domid}"),
-            format!("/libxl/{domid}"),
-        ] {
-            let _ = s.rm(TOOLSTACK, 0, &path);
-        }
+        drop(s);
+        self.forget_keys(domid, guest.spec.uuid);
+        let mut s = lock(&self.store);
         s.fire_special(RELEASE);
         log::info!("guest {} (domain {domid}) stopped", guest.spec.name);
         Some(guest.spec)
+    }
+}
+
+impl Host {
+    /// Removes a domain's keys as libxl does after it is gone, its
+    /// devices' backends in dom0 among them.
+    fn forget_keys(&self, domid: u32, uuid: Uuid) {
+        let mut s = lock(&self.store);
+        for path in [
+            format!("/vm/{uuid}"),
+            format!("/local/domain/{domid}"),
+            format!("/libxl/{domid}"),
+            format!("/local/domain/0/backend/vbd/{domid}"),
+            format!("/local/domain/0/backend/vif/{domid}"),
+        ] {
+            let _ = s.rm(TOOLSTACK, 0, &path);
+        }
+    }
+}
+
+/// The device number a new device gets: a disk's is fixed by its name
+/// (Xen's virtual device numbering), an interface takes the lowest free.
+fn next_devid(plugged: &[(u32, Device)], d: &Device) -> Result<u32, String> {
+    let taken = |n: u32| {
+        plugged
+            .iter()
+            .any(|(m, p)| *m == n && p.class() == d.class())
+    };
+    match d {
+        Device::Vbd { target, .. } => {
+            let n = vbd_devid(target)
+                .ok_or_else(|| format!("'{target}' is not a disk name Xen numbers"))?;
+            if taken(n) {
+                return Err(format!("Device {target} is already connected"));
+            }
+            Ok(n)
+        }
+        Device::Vif { .. } => (0..=u32::from(u16::MAX))
+            .find(|n| !taken(*n))
+            .ok_or_else(|| "no free interface number".to_string()),
     }
 }
 

@@ -8,8 +8,9 @@
 //! never blocks a connection for long: one thread per connection, a read
 //! timeout, and xend's own 10000-byte limit on request bodies.
 
-use crate::host::{GuestSpec, Host};
+use crate::host::{Device, GuestSpec, Host};
 use crate::xenstored::lock;
+use domfs::driver::dom0stats::vbd_devid;
 use domfs::driver::xend::sxp::{self, Sexpr};
 use domfs::model::Uuid;
 use std::collections::BTreeMap;
@@ -105,6 +106,12 @@ fn spec_of(vm: &Sexpr) -> Result<GuestSpec, String> {
     if let Some(u) = vm.get_nonempty("uuid") {
         spec.uuid = Uuid::parse(u)?;
     }
+    spec.devices = vm
+        .children("device")
+        .filter_map(|d| d.items().get(1))
+        .filter(|d| matches!(d.head(), Some("vbd" | "tap" | "tap2" | "vif")))
+        .map(device_of)
+        .collect::<Result<_, _>>()?;
     if vm.lookup("image/hvm").is_some() {
         spec.ostype = "hvm".into();
     } else {
@@ -122,6 +129,61 @@ fn spec_of(vm: &Sexpr) -> Result<GuestSpec, String> {
     Ok(spec)
 }
 
+/// A disk or an interface from its SXP (`(vbd (dev xvdb) (uname file:/x)
+/// (mode w))`, `(vif (mac 00:16:3e:..) (bridge xenbr0))`), as xend's
+/// device controllers read them.
+fn device_of(d: &Sexpr) -> Result<Device, String> {
+    match d.head() {
+        Some("vbd" | "tap" | "tap2") => {
+            let dev = d.get_nonempty("dev").ok_or("a vbd has no (dev)")?;
+            let dev = dev.strip_prefix("ioemu:").unwrap_or(dev);
+            let target = dev.split(':').next().unwrap_or(dev).to_string();
+            Ok(Device::Vbd {
+                target,
+                uname: d.get("uname").unwrap_or("").to_string(),
+                mode: d.get("mode").unwrap_or("w").to_string(),
+            })
+        }
+        Some("vif") => Ok(Device::Vif {
+            // xend's randomMAC: Xen's prefix, then three random bytes.
+            mac: d.get_nonempty("mac").map_or_else(
+                || {
+                    let r = Uuid::generate().0;
+                    format!("00:16:3e:{:02x}:{:02x}:{:02x}", r[0] & 0x7f, r[1], r[2])
+                },
+                str::to_string,
+            ),
+            bridge: d.get("bridge").unwrap_or("xenbr0").to_string(),
+        }),
+        other => Err(format!(
+            "device class {} is not supported here",
+            other.unwrap_or("(none)")
+        )),
+    }
+}
+
+/// The SXP of a device, as `device_of` reads it back.
+fn device_sexpr(d: &Device) -> Sexpr {
+    match d {
+        Device::Vbd {
+            target,
+            uname,
+            mode,
+        } => Sexpr::node(
+            "vbd",
+            vec![
+                p("dev", target.clone()),
+                p("uname", uname.clone()),
+                p("mode", mode.clone()),
+            ],
+        ),
+        Device::Vif { mac, bridge } => Sexpr::node(
+            "vif",
+            vec![p("mac", mac.clone()), p("bridge", bridge.clone())],
+        ),
+    }
+}
+
 /// A config for a guest the host started on its own (`--guest`).
 fn config_of_spec(g: &GuestSpec) -> Sexpr {
     let image = if g.ostype == "hvm" {
@@ -136,21 +198,37 @@ fn config_of_spec(g: &GuestSpec) -> Sexpr {
             ],
         )
     };
-    Sexpr::node(
-        "vm",
-        vec![
-            p("name", g.name.clone()),
-            p("uuid", g.uuid.to_string()),
-            p("memory", g.memory_mib.to_string()),
-            p("maxmem", g.maxmem_mib.to_string()),
-            p("vcpus", g.max_vcpus.to_string()),
-            p("on_poweroff", "destroy"),
-            p("on_reboot", "restart"),
-            p("on_crash", "destroy"),
-            Sexpr::node("image", vec![image]),
-        ],
-    )
+    let mut items = vec![
+        p("name", g.name.clone()),
+        p("uuid", g.uuid.to_string()),
+        p("memory", g.memory_mib.to_string()),
+        p("maxmem", g.maxmem_mib.to_string()),
+        p("vcpus", g.max_vcpus.to_string()),
+        p("on_poweroff", "destroy"),
+        p("on_reboot", "restart"),
+        p("on_crash", "destroy"),
+        p("on_xend_start", "ignore"),
+        Sexpr::node("image", vec![image]),
+    ];
+    items.extend(
+        g.devices
+            .iter()
+            .map(|d| Sexpr::node("device", vec![device_sexpr(d)])),
+    );
+    Sexpr::node("vm", items)
 }
+
+/// The keys of a domain record that are xend's live view, not
+/// configuration: a record sent back as a config (libvirt's autostart
+/// does) is read without them.
+const RECORD_ONLY_KEYS: [&str; 6] = [
+    "domid",
+    "status",
+    "state",
+    "cpu_time",
+    "online_vcpus",
+    "start_time",
+];
 
 /// Replaces (or adds) `(key value)` at the top of a list.
 fn set_field(list: &mut Sexpr, key: &str, value: String) {
@@ -453,10 +531,26 @@ impl Xend {
     fn parse_config(arg: Option<&str>) -> Result<(Sexpr, Uuid), String> {
         let text = arg.ok_or("no config given")?;
         let vm = sxp::parse(text.as_bytes()).map_err(|e| e.to_string())?;
-        if vm.head() != Some("vm") {
-            return Err("the config is not a (vm ...)".into());
+        let mut vm = match vm {
+            Sexpr::List(items) if vm.head() == Some("vm") => Sexpr::List(items),
+            // xend's XendConfig took its own records back as configs.
+            Sexpr::List(items) if vm.head() == Some("domain") => {
+                let mut kept = vec![Sexpr::atom("vm")];
+                kept.extend(
+                    items
+                        .into_iter()
+                        .skip(1)
+                        .filter(|c| !c.head().is_some_and(|h| RECORD_ONLY_KEYS.contains(&h))),
+                );
+                Sexpr::List(kept)
+            }
+            _ => return Err("the config is not a (vm ...)".into()),
+        };
+        match vm.get("on_xend_start") {
+            None => set_field(&mut vm, "on_xend_start", "ignore".into()),
+            Some("ignore" | "start") => {}
+            Some(other) => return Err(format!("on_xend_start '{other}' is not start or ignore")),
         }
-        let mut vm = vm;
         let uuid = match vm.get_nonempty("uuid") {
             Some(u) => Uuid::parse(u)?,
             None => {
@@ -609,7 +703,19 @@ impl Xend {
             "dump" => {
                 let file = get(args, "file").unwrap_or("").to_string();
                 let crash = get(args, "crash") == Some("1");
-                running(&|d| self.dump(d, uuid, &file, crash))
+                accepted(running(&|d| self.dump(d, uuid, &file, crash)))
+            }
+            "device_create" => match self.device_create(uuid, domid, get(args, "config")) {
+                Ok(()) => (200, String::new()),
+                Err(e) => err500(e),
+            },
+            "device_destroy" => {
+                let class = get(args, "type").unwrap_or("");
+                let dev = get(args, "dev").unwrap_or("");
+                match self.device_destroy(uuid, domid, class, dev) {
+                    Ok(()) => (200, String::new()),
+                    Err(e) => err500(e),
+                }
             }
             "start" => {
                 if domid.is_some() {
@@ -670,6 +776,101 @@ impl Xend {
         }
     }
 
+    /// `op=device_create`: the device joins the configuration and, while
+    /// the domain runs, the guest (its backend and frontend keys).
+    fn device_create(
+        &self,
+        uuid: Uuid,
+        domid: Option<u32>,
+        config: Option<&str>,
+    ) -> Result<(), String> {
+        let text = config.ok_or("no config given")?;
+        let sexpr = sxp::parse(text.as_bytes()).map_err(|e| e.to_string())?;
+        let dev = device_of(&sexpr)?;
+        let mut configs = lock(&self.configs);
+        let c = configs.get_mut(&uuid).ok_or("no configuration")?;
+        let clash = config_devices(&c.vm).any(|d| match (d, &dev) {
+            (Device::Vbd { target: a, .. }, Device::Vbd { target: b, .. }) => a == *b,
+            (Device::Vif { mac: a, .. }, Device::Vif { mac: b, .. }) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        });
+        if clash {
+            return Err(format!("Device {} is already connected", text.trim()));
+        }
+        if let Some(d) = domid {
+            self.host.attach(d, dev.clone())?;
+        }
+        if let Sexpr::List(items) = &mut c.vm {
+            items.push(Sexpr::node("device", vec![device_sexpr(&dev)]));
+        }
+        Ok(())
+    }
+
+    /// `op=device_destroy` with `rm_cfg`: `dev` names a disk by its device
+    /// number or its name, an interface by its number (its place among
+    /// the domain's interfaces); the device leaves the guest and the
+    /// configuration.
+    fn device_destroy(
+        &self,
+        uuid: Uuid,
+        domid: Option<u32>,
+        class: &str,
+        dev: &str,
+    ) -> Result<(), String> {
+        let class = match class {
+            "vbd" | "tap" | "tap2" => "vbd",
+            "vif" => "vif",
+            other => return Err(format!("device class '{other}' is not supported here")),
+        };
+        let mut configs = lock(&self.configs);
+        let c = configs.get_mut(&uuid).ok_or("no configuration")?;
+        let number = dev.parse::<u32>().ok();
+        let found = config_devices(&c.vm)
+            .filter(|d| d.class() == class)
+            .enumerate()
+            .find(|(i, d)| match d {
+                Device::Vbd { target, .. } => {
+                    target == dev || (number.is_some() && vbd_devid(target) == number)
+                }
+                Device::Vif { .. } => number == u32::try_from(*i).ok(),
+            })
+            .map(|(i, d)| (i, d.clone()));
+        let Some((place, device)) = found else {
+            return Err(format!("Device {dev} not connected"));
+        };
+        if let Some(d) = domid {
+            let devid = match &device {
+                Device::Vbd { target, .. } => vbd_devid(target),
+                Device::Vif { .. } => self.host.guest(d).and_then(|g| {
+                    g.devices
+                        .iter()
+                        .filter(|(_, x)| x.class() == "vif")
+                        .nth(place)
+                        .map(|(n, _)| *n)
+                }),
+            }
+            .ok_or_else(|| format!("Device {dev} not connected"))?;
+            self.host.detach(d, class, devid)?;
+        }
+        if let Sexpr::List(items) = &mut c.vm {
+            let mut seen = 0;
+            items.retain(|item| {
+                let is = item.head() == Some("device")
+                    && item
+                        .items()
+                        .get(1)
+                        .and_then(|x| device_of(x).ok())
+                        .is_some_and(|x| x.class() == class);
+                if !is {
+                    return true;
+                }
+                seen += 1;
+                seen - 1 != place
+            });
+        }
+        Ok(())
+    }
+
     /// A core dump: the guest's configuration and a marker in place of
     /// its memory; with `crash` the guest is destroyed afterwards.
     fn dump(&self, domid: u32, uuid: Uuid, file: &str, crash: bool) -> Result<(), String> {
@@ -710,6 +911,14 @@ impl Xend {
         self.host.destroy(domid);
         Ok(())
     }
+}
+
+/// The disks and interfaces of a configuration, in its order.
+fn config_devices(vm: &Sexpr) -> impl Iterator<Item = Device> + '_ {
+    vm.children("device")
+        .filter_map(|d| d.items().get(1))
+        .filter(|d| matches!(d.head(), Some("vbd" | "tap" | "tap2" | "vif")))
+        .filter_map(|d| device_of(d).ok())
 }
 
 /// A domain record: the config under `domain`, with the live values.
