@@ -206,6 +206,18 @@ const OPTIONS: &[Opt] = &[
         "xen:///: where the libxl driver keeps definitions (default /var/lib/domfs/xen)",
     ),
     value(
+        "backend_devices",
+        "DIR",
+        |o, v| o.connect.backend_devices = Some(v.to_string()),
+        "xen:///: where blkback's disk counters are (default /sys/bus/xen-backend/devices)",
+    ),
+    value(
+        "net_dev",
+        "FILE",
+        |o, v| o.connect.net_dev = Some(v.to_string()),
+        "xen:///: where netback's interface counters are (default /proc/net/dev)",
+    ),
+    value(
         "poll_ms",
         "N",
         |o, v| match v.parse::<u64>() {
@@ -422,7 +434,7 @@ mod tests {
         let a = parse_ok(&[
             "-o",
             "xenstore=/run/xenstored/socket,xend=http://h:8000,privcmd=none,retry,\
-             libxl=none,state_dir=/srv/defs",
+             libxl=none,state_dir=/srv/defs,backend_devices=/t/sys,net_dev=/t/net_dev",
             "xen:///",
             "/m",
         ]);
@@ -434,6 +446,8 @@ mod tests {
         assert_eq!(a.opts.connect.privcmd.as_deref(), Some("none"));
         assert_eq!(a.opts.connect.libxl.as_deref(), Some("none"));
         assert_eq!(a.opts.connect.state_dir.as_deref(), Some("/srv/defs"));
+        assert_eq!(a.opts.connect.backend_devices.as_deref(), Some("/t/sys"));
+        assert_eq!(a.opts.connect.net_dev.as_deref(), Some("/t/net_dev"));
         assert!(a.opts.retry);
     }
 

@@ -31,6 +31,10 @@ pub struct ConnectOptions {
     pub libxl: Option<String>,
     /// `-o state_dir=PATH`: where the libxl driver keeps definitions.
     pub state_dir: Option<String>,
+    /// `-o backend_devices=DIR`: blkback's device directories in sysfs.
+    pub backend_devices: Option<String>,
+    /// `-o net_dev=FILE`: the kernel's interface counters.
+    pub net_dev: Option<String>,
 }
 
 pub fn open(uri: &Uri, opts: &ConnectOptions) -> Result<Dispatcher> {
@@ -70,6 +74,8 @@ pub fn drivers(uri: &Uri, opts: &ConnectOptions) -> Result<Vec<Box<dyn Driver>>>
             poll_ms: opts.poll_ms,
             libxl: opts.libxl.as_deref(),
             state_dir: opts.state_dir.as_deref(),
+            backend_devices: opts.backend_devices.as_deref(),
+            net_dev: opts.net_dev.as_deref(),
         })?,
     })
 }
@@ -139,6 +145,20 @@ mod tests {
             open(&Uri::Xen, &bad).err().unwrap().kind,
             ErrorKind::InvalidArgument
         );
+        for bad in [
+            ConnectOptions {
+                backend_devices: Some("sys/bus".into()),
+                ..opts.clone()
+            },
+            ConnectOptions {
+                net_dev: Some("net_dev".into()),
+                ..opts.clone()
+            },
+        ] {
+            let e = open(&Uri::Xen, &bad).err().unwrap();
+            assert_eq!(e.kind, ErrorKind::InvalidArgument, "{}", e.message);
+            assert!(e.message.contains("absolute"), "{}", e.message);
+        }
         let off = ConnectOptions {
             libxl: Some("none".into()),
             ..opts

@@ -19,6 +19,81 @@ pub const XEN_BACKEND_DEVICES: &str = "/sys/bus/xen-backend/devices";
 pub const PROC_NET_DEV: &str = "/proc/net/dev";
 /// blkback counts sectors of 512 bytes, whatever the disk's block size.
 const SECTOR: u64 = 512;
+/// The most read of one counter file (a u64 in decimal is 20 digits).
+const MAX_COUNTER_FILE: usize = 64;
+/// The most read of `/proc/net/dev` (about 200 bytes a line: thousands of
+/// interfaces).
+const MAX_NET_DEV: usize = 4 << 20;
+
+/// Where dom0's kernel shows the counters: the real places by default,
+/// another tree for tests (`-o backend_devices=`, `-o net_dev=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roots {
+    /// blkback's device directories ([`XEN_BACKEND_DEVICES`]).
+    pub backend_devices: PathBuf,
+    /// The interface counters file ([`PROC_NET_DEV`]).
+    pub net_dev: PathBuf,
+}
+
+impl Default for Roots {
+    fn default() -> Roots {
+        Roots {
+            backend_devices: PathBuf::from(XEN_BACKEND_DEVICES),
+            net_dev: PathBuf::from(PROC_NET_DEV),
+        }
+    }
+}
+
+/// Reads a kernel text file of at most `max` bytes (a longer one is a
+/// back-end error, not a truncated answer).
+fn read_text(path: &Path, max: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > max {
+        return Err(std::io::Error::other(format!("longer than {max} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
+}
+
+/// The device number of the disk whose backend says `dev = target`, given
+/// each backend entry of the domain (`backend/vbd/<domid>/<devid>` and its
+/// `dev` value, None where it has none). The toolstack may add `:disk` or
+/// `:cdrom` to the name; the number is what blkback's directory is named by.
+pub fn disk_devid(entries: &[(String, Option<String>)], target: &str) -> Option<u32> {
+    entries.iter().find_map(|(devid, dev)| {
+        let dev = dev.as_deref()?;
+        let name = dev.split(':').next().unwrap_or(dev);
+        let name = name.strip_prefix("/dev/").unwrap_or(name);
+        (name == target)
+            .then(|| devid.parse::<u32>().ok())
+            .flatten()
+    })
+}
+
+/// The number of the interface named `name` (`vif<domid>.<n>`, the name
+/// netback gives it, or its MAC address), given each backend entry of the
+/// domain (`backend/vif/<domid>/<n>` and its `mac` value).
+pub fn vif_devid(domid: u32, entries: &[(String, Option<String>)], name: &str) -> Option<u32> {
+    if let Some(n) = name.strip_prefix(&format!("vif{domid}.")) {
+        // netback's name: a decimal without leading zeros after the dot.
+        let canonical = !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+            && (n == "0" || !n.starts_with('0'));
+        let n = canonical.then(|| n.parse::<u32>().ok()).flatten()?;
+        return entries
+            .iter()
+            .filter_map(|(m, _)| m.parse::<u32>().ok())
+            .find(|m| *m == n);
+    }
+    entries.iter().find_map(|(n, mac)| {
+        mac.as_deref()
+            .filter(|m| m.eq_ignore_ascii_case(name))
+            .and_then(|_| n.parse::<u32>().ok())
+    })
+}
 
 pub use crate::model::{BlockStats, InterfaceStats};
 
@@ -146,7 +221,7 @@ pub fn read_block_stats(root: &Path, domid: u32, devid: u32) -> Result<BlockStat
     let dir = vbd_dir(root, domid, devid).join("statistics");
     block_stats(|name| {
         let path = dir.join(name);
-        std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        read_text(&path, MAX_COUNTER_FILE).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::invalid(format!(
                 "domain {domid} has no blkback disk {devid} ({} is missing)",
                 path.display()
@@ -205,7 +280,7 @@ pub fn interface_stats(proc_net_dev: &str, ifname: &str) -> Result<Option<Interf
 /// Reads the counters of a running guest's interface `n` from `path`
 /// (normally [`PROC_NET_DEV`]).
 pub fn read_interface_stats(path: &Path, domid: u32, n: u32) -> Result<InterfaceStats> {
-    let text = std::fs::read_to_string(path)
+    let text = read_text(path, MAX_NET_DEV)
         .map_err(|e| Error::backend(format!("{}: {e}", path.display())))?;
     let name = vif_name(domid, n);
     interface_stats(&text, &name)?.ok_or_else(|| {
@@ -333,6 +408,59 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::InvalidArgument);
         assert!(e.message.contains("no blkback disk 51728"), "{e}");
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn entries(list: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.map(str::to_string)))
+            .collect()
+    }
+
+    #[test]
+    fn disks_are_found_by_their_backends_name() {
+        let e = entries(&[
+            ("51712", Some("xvda")),
+            ("51728", Some("xvdb:disk")),
+            ("5632", Some("hdc:cdrom")),
+            ("768", None),
+            ("junk", Some("xvdz")),
+        ]);
+        assert_eq!(disk_devid(&e, "xvda"), Some(51712));
+        assert_eq!(disk_devid(&e, "xvdb"), Some(51728));
+        assert_eq!(disk_devid(&e, "hdc"), Some(5632));
+        // A backend without `dev`, or a number that is not one, names nothing.
+        assert_eq!(disk_devid(&e, "hda"), None);
+        assert_eq!(disk_devid(&e, "xvdz"), None);
+        assert_eq!(disk_devid(&e, "xvdc"), None);
+        assert_eq!(disk_devid(&[], "xvda"), None);
+    }
+
+    #[test]
+    fn interfaces_are_found_by_netback_name_or_mac() {
+        let e = entries(&[
+            ("0", Some("00:16:3e:00:00:01")),
+            ("2", Some("00:16:3e:00:00:03")),
+        ]);
+        assert_eq!(vif_devid(7, &e, "vif7.0"), Some(0));
+        assert_eq!(vif_devid(7, &e, "vif7.2"), Some(2));
+        // Another domain's name, a number it lacks, odd spellings.
+        assert_eq!(vif_devid(7, &e, "vif8.0"), None);
+        assert_eq!(vif_devid(7, &e, "vif7.1"), None);
+        assert_eq!(vif_devid(7, &e, "vif7.02"), None);
+        assert_eq!(vif_devid(7, &e, "vif7."), None);
+        assert_eq!(vif_devid(7, &e, "vif7.+2"), None);
+        assert_eq!(vif_devid(7, &e, "00:16:3E:00:00:03"), Some(2));
+        assert_eq!(vif_devid(7, &e, "00:16:3e:00:00:02"), None);
+    }
+
+    #[test]
+    fn oversized_kernel_files_are_refused() {
+        let path = std::env::temp_dir().join(format!("domfs-bigdev-{}", std::process::id()));
+        std::fs::write(&path, "x".repeat(MAX_COUNTER_FILE + 1)).unwrap();
+        assert!(read_text(&path, MAX_COUNTER_FILE).is_err());
+        std::fs::write(&path, "12\n").unwrap();
+        assert_eq!(read_text(&path, MAX_COUNTER_FILE).unwrap(), "12\n");
+        std::fs::remove_file(&path).unwrap();
     }
 
     const NET_DEV: &str = "\

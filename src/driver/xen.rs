@@ -9,6 +9,7 @@
 //! and what is written behind domfs's back; xend none (its event channel
 //! is not used).
 
+use super::dom0stats;
 use super::hypervisor::{self, HypervisorDriver};
 use super::libxl::{self, LibxlDriver};
 use super::xend::XendDriver;
@@ -33,6 +34,10 @@ pub struct XenOptions<'a> {
     pub libxl: Option<&'a str>,
     /// Where the libxl driver keeps definitions.
     pub state_dir: Option<&'a str>,
+    /// blkback's device directories, for disk counters.
+    pub backend_devices: Option<&'a str>,
+    /// The interface counters file.
+    pub net_dev: Option<&'a str>,
 }
 
 const HV: DriverKind = DriverKind::Hypervisor;
@@ -102,8 +107,10 @@ pub const ROUTES: Routes = &[
     route(Operation::CoreDump, &[LX, XEND], NS),
     route(Operation::AttachDevice, &[LX, XEND], NS),
     route(Operation::DetachDevice, &[LX, XEND], NS),
-    route(Operation::DomainBlockStats, &[HV, XEND], NS_OR_GONE),
-    route(Operation::DomainInterfaceStats, &[HV, XEND], NS_OR_GONE),
+    // Counters are dom0's (blkback, netback); xenstore has the devices
+    // that name them.
+    route(Operation::DomainBlockStats, &[XS, XEND], NS_OR_GONE),
+    route(Operation::DomainInterfaceStats, &[XS, XEND], NS_OR_GONE),
 ];
 
 /// xenstored's socket; Xen 4.15 and later have no read-only one.
@@ -128,11 +135,22 @@ pub fn open(opts: &XenOptions<'_>) -> Result<Vec<Box<dyn Driver>>> {
     if let Some(v) = opts.libxl {
         check_libxl(v)?;
     }
-    if let Some(dir) = opts.state_dir.filter(|d| !d.starts_with('/')) {
-        return Err(Error::invalid(format!(
-            "state_dir={dir}: use an absolute directory path"
-        )));
+    for (key, value) in [
+        ("state_dir", opts.state_dir),
+        ("backend_devices", opts.backend_devices),
+        ("net_dev", opts.net_dev),
+    ] {
+        if let Some(v) = value.filter(|v| !v.starts_with('/')) {
+            return Err(Error::invalid(format!("{key}={v}: use an absolute path")));
+        }
     }
+    let defaults = dom0stats::Roots::default();
+    let counters = dom0stats::Roots {
+        backend_devices: opts
+            .backend_devices
+            .map_or(defaults.backend_devices, Into::into),
+        net_dev: opts.net_dev.map_or(defaults.net_dev, Into::into),
+    };
     let mut hv = None;
     match HypervisorDriver::open(opts.privcmd) {
         Ok(Some(d)) => {
@@ -179,7 +197,7 @@ pub fn open(opts: &XenOptions<'_>) -> Result<Vec<Box<dyn Driver>>> {
         match XenstoreDriver::open(Path::new(ep), xenstore::client::DEFAULT_TIMEOUT) {
             Ok(d) => {
                 log::info!("xen:///: xenstore through {ep}");
-                drivers.push(Box::new(d));
+                drivers.push(Box::new(d.counters_under(counters.clone())));
                 hv = hv.map(|h| h.after_destroy(forget_in_xenstore(ep.into())));
                 break;
             }

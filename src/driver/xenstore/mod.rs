@@ -6,7 +6,10 @@
 //! target and static maximum, vCPUs, OS type and boot image, an XML
 //! description of those; and it does what the toolstack does through the
 //! tree: shutdown and reboot requests (`control/shutdown`) and the balloon
-//! target (`memory/target`). Everything else stays "not supported" so the
+//! target (`memory/target`). It also reads a running guest's disk and
+//! interface counters in dom0 (`dom0stats`), finding each device's number
+//! in the guest's backend entries (`/local/domain/0/backend/vbd|vif/<id>`),
+//! as libvirt's Xen driver did. Everything else stays "not supported" so the
 //! dispatcher asks another driver. It must not guess: what the tree cannot
 //! say (whether a domain runs or is paused, its CPU time) is reported as
 //! unknown (`nostate`, 0), never invented.
@@ -20,11 +23,13 @@ pub mod client;
 pub mod events;
 pub mod wire;
 
-use crate::driver::{Driver, DriverKind, Operation};
+use crate::driver::{dom0stats, Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::limits;
 use crate::model::xml::{Element, Node as XmlNode};
-use crate::model::{DomainDef, DomainId, DomainInfo, DomainName, DomainRef, State, Uuid};
+use crate::model::{
+    BlockStats, DomainDef, DomainId, DomainInfo, DomainName, DomainRef, InterfaceStats, State, Uuid,
+};
 use crate::sync::lock;
 use client::{Client, ClientError, Event};
 use std::collections::HashMap;
@@ -77,6 +82,8 @@ pub struct XenstoreDriver {
     /// event the events thread must not publish again.
     own_requests: Arc<Mutex<std::collections::HashSet<u32>>>,
     bus: std::sync::OnceLock<crate::events::Bus>,
+    /// Where dom0 shows the guests' device counters.
+    counters: dom0stats::Roots,
 }
 
 type Forward = Arc<Mutex<Option<std::sync::mpsc::SyncSender<events::Signal>>>>;
@@ -198,7 +205,68 @@ impl XenstoreDriver {
             forward,
             own_requests: Arc::default(),
             bus: std::sync::OnceLock::new(),
+            counters: dom0stats::Roots::default(),
         })
+    }
+
+    /// Reads device counters under `roots` instead of dom0's own
+    /// `/sys/bus/xen-backend/devices` and `/proc/net/dev`.
+    pub fn counters_under(mut self, roots: dom0stats::Roots) -> XenstoreDriver {
+        self.counters = roots;
+        self
+    }
+
+    /// A running domain's backend entries of `class` (`vbd`, `vif`), each
+    /// device number with its `key` value, checking in the same round trip
+    /// that the domain is still the one `dom` names.
+    fn backends(&self, dom: &DomainRef, class: &str, key: &str) -> Result<(u32, Backends)> {
+        let id = XenstoreDriver::domid(dom)?;
+        let base = format!("/local/domain/0/backend/{class}/{id}");
+        let mut r = self
+            .client
+            .pipeline(
+                0,
+                &[
+                    Request::Read(format!("{}/vm", dom_path(id))),
+                    Request::Directory(base.clone()),
+                ],
+            )
+            .into_iter();
+        let mut next = || r.next().unwrap_or(Err(ClientError::TimedOut));
+        let (vm, list) = (next(), next());
+        self.same_domain(dom, id, vm)?;
+        let entries = self
+            .children_with(&base, list, key, map_err)?
+            .into_iter()
+            .map(|(n, v)| (n, v.ok().map(text)))
+            .collect();
+        Ok((id, entries))
+    }
+
+    /// The children of `dir` from its DIRECTORY reply (listed again in
+    /// parts when it was too big for one), each with its `key` read in one
+    /// round trip. A missing directory has none; another failure is
+    /// `failed`'s to name.
+    fn children_with(
+        &self,
+        dir: &str,
+        listed: XsRead,
+        key: &str,
+        failed: impl FnOnce(ClientError) -> Error,
+    ) -> Result<Vec<(String, XsRead)>> {
+        let names = match listed {
+            Ok(p) => wire::parse_directory(&p).map_err(|e| Error::backend(e.to_string()))?,
+            Err(e) if e.is(ErrName::Enoent) => Vec::new(),
+            Err(e) if e.is(ErrName::E2big) => self.client.directory(0, dir).map_err(map_err)?,
+            Err(e) => return Err(failed(e)),
+        };
+        let values = self.reads(
+            &names
+                .iter()
+                .map(|n| format!("{dir}/{n}/{key}"))
+                .collect::<Vec<_>>(),
+        );
+        Ok(names.into_iter().zip(values).collect())
     }
 
     /// Reads several paths in one round trip.
@@ -378,30 +446,19 @@ impl XenstoreDriver {
             Err(e) if e.is(ErrName::Enoent) => target,
             Err(e) => return Err(self.gone(e, id)),
         };
-        let cpus = match cpus {
-            Ok(p) => wire::parse_directory(&p).map_err(|e| Error::backend(e.to_string()))?,
-            Err(e) if e.is(ErrName::Enoent) => Vec::new(),
-            Err(e) if e.is(ErrName::E2big) => self
-                .client
-                .directory(0, &format!("{base}/cpu"))
-                .map_err(map_err)?,
-            Err(e) => return Err(self.gone(e, id)),
-        };
-        let avail = self.reads(
-            &cpus
-                .iter()
-                .map(|c| format!("{base}/cpu/{c}/availability"))
-                .collect::<Vec<_>>(),
-        );
-        let online = avail
-            .into_iter()
-            .filter(|a| matches!(a, Ok(v) if v.as_slice() == b"online"))
+        let cpus = self.children_with(&format!("{base}/cpu"), cpus, "availability", |e| {
+            self.gone(e, id)
+        })?;
+        let present = cpus.len() as u32;
+        let online = cpus
+            .iter()
+            .filter(|(_, a)| matches!(a, Ok(v) if v.as_slice() == b"online"))
             .count() as u32;
         Ok(Resources {
             target,
             max,
             online,
-            present: cpus.len() as u32,
+            present,
             shutdown_pending: matches!(shutdown, Ok(v) if !v.is_empty()),
         })
     }
@@ -441,6 +498,8 @@ impl XenstoreDriver {
 }
 
 type XsRead = std::result::Result<Vec<u8>, ClientError>;
+/// A domain's backend entries of one class: device number, one key's value.
+type Backends = Vec<(String, Option<String>)>;
 
 struct Resources {
     target: u64,
@@ -531,9 +590,8 @@ impl Driver for XenstoreDriver {
             | Operation::NodeCapabilities
             | Operation::CoreDump
             | Operation::AttachDevice
-            | Operation::DetachDevice
-            | Operation::DomainBlockStats
-            | Operation::DomainInterfaceStats => false,
+            | Operation::DetachDevice => false,
+            Operation::DomainBlockStats | Operation::DomainInterfaceStats => true,
         }
     }
 
@@ -656,6 +714,24 @@ impl Driver for XenstoreDriver {
 
     fn reboot(&self, dom: &DomainRef) -> Result<()> {
         self.request(dom, "reboot")
+    }
+
+    /// blkback's counters of the disk whose backend names it `target`.
+    fn domain_block_stats(&self, dom: &DomainRef, target: &str) -> Result<BlockStats> {
+        let (id, entries) = self.backends(dom, "vbd", "dev")?;
+        let devid = dom0stats::disk_devid(&entries, target).ok_or_else(|| {
+            Error::invalid(format!("domain '{}' has no disk '{target}'", dom.name))
+        })?;
+        dom0stats::read_block_stats(&self.counters.backend_devices, id, devid)
+    }
+
+    /// netback's counters of the interface `name` (`vif<id>.<n>` or its MAC).
+    fn domain_interface_stats(&self, dom: &DomainRef, name: &str) -> Result<InterfaceStats> {
+        let (id, entries) = self.backends(dom, "vif", "mac")?;
+        let n = dom0stats::vif_devid(id, &entries, name).ok_or_else(|| {
+            Error::invalid(format!("domain '{}' has no interface '{name}'", dom.name))
+        })?;
+        dom0stats::read_interface_stats(&self.counters.net_dev, id, n)
     }
 
     fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
