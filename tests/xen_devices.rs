@@ -1,7 +1,8 @@
 //! Devices of Xen guests through a real mount of `xen:///` over the
 //! simulated host (`domfs-sim`: xenstored and xend), driven with cat, echo
 //! and ls: disk and interface counters read from dom0's files (here a fake
-//! tree the test writes, standing where sysfs and `/proc/net/dev` stand).
+//! tree the test writes, standing where sysfs and `/proc/net/dev` stand),
+//! attach and detach through xend, autostart and core dumps.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
@@ -195,4 +196,187 @@ fn counters_without_xenstore_are_not_supported() {
         "11111111-2222-3333-4444-5555555555c2",
     );
     m.sh_fails("cat web1/stats/block/xvda", libc::EOPNOTSUPP);
+}
+
+fn disk_xml(target: &str) -> String {
+    format!(
+        "<disk type='file' device='disk'><source file='/srv/img/extra-{target}.img'/>\
+         <target dev='{target}'/></disk>"
+    )
+}
+
+/// Writes `text` to a file in `dir` and copies it into `rel` with cat, so
+/// the error comes from close (documents apply on flush). `exec` makes the
+/// shell that opens the file and the cat that writes it one process, as
+/// bash does for a lone command: dash forks cat after opening, and a
+/// document cut short is reported to its opener's close only.
+fn write_doc(m: &Mount, dir: &Path, rel: &str, text: &str) -> std::process::Output {
+    let f = dir.join("doc.xml");
+    std::fs::write(&f, text).unwrap();
+    m.sh(&format!("exec cat {} > {rel}", f.display()))
+}
+
+/// attach and detach through xend's `device_create` and `device_destroy`:
+/// the device shows in the domain's XML, in xenstore (its counters are
+/// found through it) and in the stats listing; bad fragments and missing
+/// devices fail with EINVAL and change nothing.
+#[test]
+fn attach_and_detach_through_xend() {
+    let sim = Sim::start(&["--shutdown-delay", "100"]);
+    let fake = FakeDom0::new();
+    let m = mount(&sim, Some(&fake));
+    let files = TempDir::new("xml");
+    let dir = files.path();
+    let id = create(&m, dir, "web1", "11111111-2222-3333-4444-5555555555c3");
+    let before = m.cat("web1/xml");
+    assert!(!before.contains("xvdb"), "{before}");
+
+    let ok = |rel: &str, text: &str| {
+        let out = write_doc(&m, dir, rel, text);
+        assert!(
+            out.status.success(),
+            "{rel}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let fails = |rel: &str, text: &str, errno: i32| {
+        let out = write_doc(&m, dir, rel, text);
+        assert!(!out.status.success(), "{rel} accepted {text}");
+        assert_errno(&String::from_utf8_lossy(&out.stderr), errno);
+    };
+
+    ok("web1/devices/attach", &disk_xml("xvdb"));
+    let xml = m.cat("web1/xml");
+    assert!(xml.contains("<target dev='xvdb'"), "{xml}");
+    assert!(xml.contains("extra-xvdb.img"), "{xml}");
+    assert_eq!(m.sh_ok("ls web1/stats/block"), "xvda\nxvdb\n");
+    // xvdb is device 51728: found through its new backend in xenstore.
+    fake.set_disk(&id, 51728, 7, 8, 0, 0);
+    assert!(m.cat("web1/stats/block/xvdb").starts_with("rd_req 7\n"));
+    if have_tool("xenstore-read") {
+        let dev = sim.xs(
+            "xenstore-read",
+            &[&format!("/local/domain/0/backend/vbd/{id}/51728/dev")],
+        );
+        assert_eq!(dev.trim(), "xvdb");
+    }
+
+    // Refused, and nothing changed: the same target again, XML that does
+    // not parse, a disk without a target, a device xend does not attach.
+    let now = m.cat("web1/xml");
+    fails("web1/devices/attach", &disk_xml("xvdb"), libc::EINVAL);
+    fails(
+        "web1/devices/attach",
+        "<disk type='file'><target dev='xvdc'/>",
+        libc::EINVAL,
+    );
+    fails(
+        "web1/devices/attach",
+        "<disk type='file'><source file='/x.img'/></disk>",
+        libc::EINVAL,
+    );
+    fails(
+        "web1/devices/attach",
+        "<controller type='usb'/>",
+        libc::EINVAL,
+    );
+    assert_eq!(m.cat("web1/xml"), now);
+
+    // An interface too.
+    ok(
+        "web1/devices/attach",
+        "<interface type='bridge'><source bridge='xenbr0'/>\
+         <mac address='00:16:3e:00:00:02'/></interface>",
+    );
+    assert!(m.cat("web1/xml").contains("00:16:3e:00:00:02"));
+    assert_eq!(
+        m.sh_ok("ls web1/stats/net"),
+        format!("vif{id}.0\nvif{id}.1\n")
+    );
+
+    // Detach both; then the domain is as it was.
+    ok("web1/devices/detach", &disk_xml("xvdb"));
+    ok(
+        "web1/devices/detach",
+        "<interface type='bridge'><mac address='00:16:3E:00:00:02'/></interface>",
+    );
+    assert_eq!(m.cat("web1/xml"), before);
+    assert_eq!(m.sh_ok("ls web1/stats/block"), "xvda\n");
+    if have_tool("xenstore-ls") {
+        let out = Sim::tool(
+            &sim.socket(),
+            "xenstore-ls",
+            &[&format!("/local/domain/0/backend/vbd/{id}/51728")],
+        );
+        assert!(!out.status.success(), "the backend is still there");
+    }
+
+    // Detaching what the domain lacks is refused and changes nothing.
+    fails("web1/devices/detach", &disk_xml("xvdb"), libc::EINVAL);
+    fails(
+        "web1/devices/detach",
+        "<interface type='bridge'><mac address='00:16:3e:00:00:09'/></interface>",
+        libc::EINVAL,
+    );
+    fails("web1/devices/detach", "<disk", libc::EINVAL);
+    assert_eq!(m.cat("web1/xml"), before);
+}
+
+/// `autostart` is xend's `on_xend_start` (`start` or `ignore`), set as
+/// libvirt set it: the record sent back with `op=new`.
+#[test]
+fn autostart_is_on_xend_start() {
+    let sim = Sim::start(&["--shutdown-delay", "100"]);
+    let m = mount(&sim, None);
+    let files = TempDir::new("xml");
+    let f = files.path().join("web2.xml");
+    std::fs::write(&f, pv_xml("web2", "11111111-2222-3333-4444-5555555555c4")).unwrap();
+    m.sh_ok(&format!("cat {} > define", f.display()));
+    assert_eq!(m.value("web2/state"), "shutoff");
+    let xml = m.cat("web2/xml");
+    assert_eq!(m.value("web2/autostart"), "0");
+    m.echo_ok("1", "web2/autostart");
+    assert_eq!(m.value("web2/autostart"), "1");
+    // Sending the record back kept the definition whole.
+    assert_eq!(m.cat("web2/xml"), xml);
+    m.echo_fails("2", "web2/autostart", libc::EINVAL);
+    assert_eq!(m.value("web2/autostart"), "1");
+    m.echo_ok("0", "web2/autostart");
+    assert_eq!(m.value("web2/autostart"), "0");
+    // It starts with its autostart set, and a running guest takes it too.
+    m.echo_ok("1", "web2/autostart");
+    m.echo_ok("start", "web2/control");
+    assert_eq!(m.value("web2/autostart"), "1");
+    assert_ne!(m.value("web2/state"), "shutoff");
+    assert_eq!(m.value("guest1/autostart"), "0");
+    m.echo_ok("1", "guest1/autostart");
+    assert_eq!(m.value("guest1/autostart"), "1");
+    assert_ne!(m.value("guest1/state"), "shutoff");
+}
+
+/// `dump PATH` goes to xend's `op=dump`; a path inside the mount is
+/// refused before xend is asked, and no file appears.
+#[test]
+fn dump_paths_into_the_mount_are_refused() {
+    let sim = Sim::start(&["--shutdown-delay", "100"]);
+    let m = mount(&sim, None);
+    let out = TempDir::new("dump");
+    let core = out.path().join("guest1.core");
+    m.echo_ok(&format!("dump {}", core.display()), "guest1/control");
+    assert!(std::fs::read_to_string(&core)
+        .unwrap()
+        .contains("(name guest1)"));
+    let inside = m.path().join("guest1.core");
+    m.echo_fails(
+        &format!("dump {}", inside.display()),
+        "guest1/control",
+        libc::EINVAL,
+    );
+    m.echo_fails(
+        &format!("dump {}/guest1/core", m.path().display()),
+        "guest1/control",
+        libc::EINVAL,
+    );
+    assert!(!m.sh_ok("ls").contains("core"));
+    assert_ne!(m.value("guest1/state"), "shutoff");
 }

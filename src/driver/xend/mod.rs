@@ -16,6 +16,7 @@ pub mod to_xml;
 
 use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
+use crate::model::xml::{parse_tree, Element};
 use crate::model::{
     DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, NodeInfo, State, Uuid,
     Version,
@@ -178,6 +179,73 @@ fn xend_error(what: &str, message: String) -> Error {
         ErrorKind::Backend
     };
     Error::new(kind, format!("xend: {what}: {message}"))
+}
+
+/// Replaces (or adds) `(key value)` at the top of a record.
+fn set_value(rec: &mut Sexpr, key: &str, value: &str) {
+    if let Sexpr::List(items) = rec {
+        let new = Sexpr::pair(key, value);
+        match items.iter_mut().skip(1).find(|c| c.head() == Some(key)) {
+            Some(slot) => *slot = new,
+            None => items.push(new),
+        }
+    }
+}
+
+/// A device fragment written to `devices/attach` or `devices/detach`.
+fn parse_device(xml: &str) -> Result<Element> {
+    parse_tree(xml).map_err(|e| Error::invalid(format!("the device XML does not parse: {e}")))
+}
+
+/// How a device is named in messages: its target or MAC address.
+fn describe(dev: &Element) -> String {
+    let of = |child: &str, attr: &str| dev.child(child).and_then(|c| c.attr(attr));
+    match (dev.name.as_str(), of("target", "dev"), of("mac", "address")) {
+        ("disk", Some(t), _) => format!("a disk '{t}'"),
+        ("interface", _, Some(m)) => format!("an interface with MAC address {m}"),
+        ("interface", _, None) => "an interface without <mac address=...> (name one)".into(),
+        (other, _, _) => format!("such a <{other}>"),
+    }
+}
+
+/// The device of a domain's record that `dev` names, as xend's
+/// `device_destroy` takes it: its class (`vbd`, `tap`, `vif`) and
+/// reference. A disk is found by its target (the reference is its Xen
+/// device number), an interface by its MAC address (the reference is its
+/// place among the interfaces, the number xend gave it).
+fn find_device(rec: &Sexpr, dev: &Element) -> Result<Option<(String, String)>> {
+    let of = |child: &str, attr: &str| dev.child(child).and_then(|c| c.attr(attr));
+    match dev.name.as_str() {
+        "disk" => {
+            let target = of("target", "dev")
+                .ok_or_else(|| Error::invalid("a <disk> has no <target dev=...>"))?;
+            let target = target.strip_prefix("ioemu:").unwrap_or(target);
+            Ok(
+                to_xml::devices_of(rec, &["vbd", "tap", "tap2"]).find_map(|d| {
+                    let name = d.get("dev")?;
+                    let name = name.strip_prefix("ioemu:").unwrap_or(name);
+                    let name = name.split(':').next().unwrap_or(name);
+                    (name == target).then(|| {
+                        let reference = crate::driver::dom0stats::vbd_devid(target)
+                            .map_or_else(|| target.to_string(), |n| n.to_string());
+                        (d.head().unwrap_or("vbd").to_string(), reference)
+                    })
+                }),
+            )
+        }
+        "interface" => {
+            let Some(mac) = of("mac", "address") else {
+                // xend gives an interface without one a new address.
+                return Ok(None);
+            };
+            Ok(to_xml::devices_of(rec, &["vif"])
+                .position(|v| v.get("mac").is_some_and(|m| m.eq_ignore_ascii_case(mac)))
+                .map(|i| ("vif".to_string(), i.to_string())))
+        }
+        other => Err(Error::invalid(format!(
+            "<{other}> is not a device xend attaches (a <disk> or an <interface>)"
+        ))),
+    }
 }
 
 fn lifecycle_of(op: &str) -> Option<Operation> {
@@ -353,11 +421,13 @@ impl Driver for XendDriver {
             | Operation::SetMemory
             | Operation::SetMaxMemory
             | Operation::SetVcpus
-            | Operation::CoreDump => true,
-            // The Xen drivers do not answer these yet (issue 26).
-            Operation::DomainMaxVcpus
+            | Operation::CoreDump
             | Operation::DomainAutostart
             | Operation::SetAutostart
+            | Operation::AttachDevice
+            | Operation::DetachDevice => true,
+            // The Xen drivers do not answer these yet (issue 26).
+            Operation::DomainMaxVcpus
             | Operation::NodeFreeMemory
             | Operation::NodeCellsFreeMemory
             | Operation::DomainVcpuInfo
@@ -369,8 +439,6 @@ impl Driver for XendDriver {
             | Operation::DomainSchedulerParams
             | Operation::SetSchedulerParam
             | Operation::NodeCapabilities
-            | Operation::AttachDevice
-            | Operation::DetachDevice
             | Operation::DomainBlockStats
             | Operation::DomainInterfaceStats => false,
         }
@@ -531,6 +599,90 @@ impl Driver for XendDriver {
         .map(|_| ())
     }
 
+    /// xend 3.x's `on_xend_start` entry: `start` means the domain starts
+    /// with xend.
+    fn domain_autostart(&self, dom: &DomainRef) -> Result<bool> {
+        Ok(self.record_of(dom)?.get("on_xend_start") == Some("start"))
+    }
+
+    /// As libvirt's xend driver did: the domain's record with
+    /// `on_xend_start` changed, sent back as a definition (`op=new`), which
+    /// also makes a transient domain one xend manages.
+    fn set_autostart(&self, dom: &DomainRef, enable: bool) -> Result<()> {
+        let mut rec = self.record_of(dom)?;
+        match rec.get("on_xend_start") {
+            Some("start" | "ignore") => {}
+            Some(other) => {
+                return Err(Error::backend(format!(
+                    "xend: on_xend_start of '{}' is '{other}', not start or ignore",
+                    dom.name
+                )))
+            }
+            None => {
+                return Err(Error::new(
+                    ErrorKind::NotSupported,
+                    format!(
+                        "xend keeps no on_xend_start for '{}' (autostart needs xend 3.1 or later)",
+                        dom.name
+                    ),
+                ))
+            }
+        }
+        set_value(
+            &mut rec,
+            "on_xend_start",
+            if enable { "start" } else { "ignore" },
+        );
+        self.post(
+            "/xend/domain/",
+            &[("op", "new"), ("config", &rec.to_text())],
+        )
+        .map(|_| ())
+    }
+
+    /// xend 3.x's `op=device_create` with the device's SXP. A disk whose
+    /// target the domain has, or an interface with a MAC address it has,
+    /// is refused first, as libvirt refused it.
+    fn attach_device(&self, dom: &DomainRef, xml: &str) -> Result<()> {
+        let dev = parse_device(xml)?;
+        let rec = self.record_of(dom)?;
+        let config = to_sxp::device_to_sexpr(&dev, rec.lookup("image/hvm").is_some())?;
+        if find_device(&rec, &dev)?.is_some() {
+            return Err(Error::invalid(format!(
+                "domain '{}' already has {}",
+                dom.name,
+                describe(&dev)
+            )));
+        }
+        self.domain_op(
+            dom,
+            &[("op", "device_create"), ("config", &config.to_text())],
+        )
+        .map(|_| ())
+    }
+
+    /// xend 3.x's `op=device_destroy`, removing the configuration too
+    /// (`rm_cfg`): a disk by its device number, an interface by its number
+    /// among the domain's interfaces (found by MAC address).
+    fn detach_device(&self, dom: &DomainRef, xml: &str) -> Result<()> {
+        let dev = parse_device(xml)?;
+        let rec = self.record_of(dom)?;
+        let (class, reference) = find_device(&rec, &dev)?.ok_or_else(|| {
+            Error::invalid(format!("domain '{}' has no {}", dom.name, describe(&dev)))
+        })?;
+        self.domain_op(
+            dom,
+            &[
+                ("op", "device_destroy"),
+                ("type", &class),
+                ("dev", &reference),
+                ("force", "0"),
+                ("rm_cfg", "1"),
+            ],
+        )
+        .map(|_| ())
+    }
+
     fn restore(&self, path: &Path) -> Result<DomainRef> {
         let file = path
             .to_str()
@@ -630,6 +782,74 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(hostile.nodes, 1);
+    }
+
+    #[test]
+    fn devices_are_found_as_xend_destroys_them() {
+        let r = rec("(domain (name a) (on_xend_start ignore) \
+             (device (vbd (dev xvda) (uname file:/a))) \
+             (device (tap (dev 'xvdb:disk') (uname tap:aio:/b))) \
+             (device (vif (mac 00:16:3e:00:00:01))) (device (vif (mac 00:16:3e:00:00:02))))");
+        let find = |xml: &str| find_device(&r, &parse_tree(xml).unwrap());
+        let found = |class: &str, reference: &str| Some((class.into(), reference.into()));
+        // Disks by target, named by their Xen device number.
+        assert_eq!(
+            find("<disk><target dev='xvda'/></disk>").unwrap(),
+            found("vbd", "51712")
+        );
+        assert_eq!(
+            find("<disk><target dev='xvdb'/></disk>").unwrap(),
+            found("tap", "51728")
+        );
+        assert_eq!(find("<disk><target dev='xvdc'/></disk>").unwrap(), None);
+        assert!(find("<disk><source file='/a'/></disk>").is_err());
+        // Interfaces by MAC address, named by their place.
+        assert_eq!(
+            find("<interface><mac address='00:16:3E:00:00:02'/></interface>").unwrap(),
+            found("vif", "1")
+        );
+        assert_eq!(find("<interface/>").unwrap(), None);
+        assert!(find("<hostdev/>").is_err());
+        let mut r = r.clone();
+        set_value(&mut r, "on_xend_start", "start");
+        assert_eq!(r.get("on_xend_start"), Some("start"));
+        assert_eq!(r.children("on_xend_start").count(), 1);
+    }
+
+    #[test]
+    fn attached_devices_are_xends_device_sxp() {
+        let el = |xml: &str| parse_tree(xml).unwrap();
+        let disk = to_sxp::device_to_sexpr(
+            &el("<disk type='file'><source file='/x.img'/><target dev='xvdb'/><readonly/></disk>"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(disk.head(), Some("vbd"));
+        assert_eq!(
+            (disk.get("dev"), disk.get("uname"), disk.get("mode")),
+            (Some("xvdb"), Some("file:/x.img"), Some("r"))
+        );
+        let hvm = to_sxp::device_to_sexpr(
+            &el("<disk type='block'><source dev='/dev/sdb'/><target dev='hdb'/></disk>"),
+            true,
+        )
+        .unwrap();
+        assert_eq!(hvm.get("dev"), Some("hdb:disk"));
+        let nic = to_sxp::device_to_sexpr(
+            &el("<interface type='bridge'><source bridge='br0'/><mac address='00:16:3e:00:00:02'/></interface>"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            (nic.head(), nic.get("mac"), nic.get("bridge")),
+            (Some("vif"), Some("00:16:3e:00:00:02"), Some("br0"))
+        );
+        assert_eq!(
+            to_sxp::device_to_sexpr(&el("<controller/>"), false)
+                .unwrap_err()
+                .kind,
+            ErrorKind::InvalidArgument
+        );
     }
 
     #[test]

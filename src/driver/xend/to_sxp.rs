@@ -245,6 +245,18 @@ pub fn domain_to_sexpr(def: &DomainDef) -> Result<Sexpr> {
     Ok(Sexpr::List(vm))
 }
 
+/// One `<disk>` or `<interface>` as the device SXP xend's
+/// `op=device_create` takes (`(vbd (dev xvdb) (uname file:/x) (mode w))`).
+pub fn device_to_sexpr(dev: &Element, hvm: bool) -> Result<Sexpr> {
+    match dev.name.as_str() {
+        "disk" => disk_sexpr(dev, hvm),
+        "interface" => vif_sexpr(dev),
+        other => Err(invalid(format!(
+            "<{other}> is not a device xend attaches (a <disk> or an <interface>)"
+        ))),
+    }
+}
+
 fn push_opt(list: &mut Vec<Sexpr>, key: &str, v: Option<&str>) {
     if let Some(v) = v.filter(|v| !v.is_empty()) {
         list.push(pair(key, v));

@@ -327,7 +327,10 @@ pub fn domain_from_sexpr(root: &Sexpr, extra: &Extra) -> Result<DomainDef> {
 }
 
 /// The device subtrees of one kind (`vbd`, `vif`, …), in order.
-fn devices_of<'a>(root: &'a Sexpr, kinds: &'a [&'a str]) -> impl Iterator<Item = &'a Sexpr> + 'a {
+pub(super) fn devices_of<'a>(
+    root: &'a Sexpr,
+    kinds: &'a [&'a str],
+) -> impl Iterator<Item = &'a Sexpr> + 'a {
     root.children("device")
         .filter_map(|d| d.items().get(1))
         .filter(move |d| d.head().is_some_and(|h| kinds.contains(&h)))
