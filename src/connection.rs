@@ -45,6 +45,16 @@ pub fn open(uri: &Uri, opts: &ConnectOptions) -> Result<Dispatcher> {
     ))
 }
 
+/// Under `-o retry`: whether to open the connection now, `waited` after the
+/// first attempt, or go on waiting (ENOTCONN with the reason) because a back
+/// end the host will have is not there yet (see `xen::ready`).
+pub fn ready(uri: &Uri, opts: &ConnectOptions, waited: std::time::Duration) -> Result<()> {
+    match uri {
+        Uri::TestDefault | Uri::TestFile(_) => Ok(()),
+        Uri::Xen => xen::ready(&xen_options(opts), waited),
+    }
+}
+
 /// The routing table of the URI's kind of connection.
 pub fn routes(uri: &Uri) -> Routes {
     match uri {
@@ -67,17 +77,21 @@ pub fn drivers(uri: &Uri, opts: &ConnectOptions) -> Result<Vec<Box<dyn Driver>>>
                 ),
             )
         })?)],
-        Uri::Xen => xen::open(&XenOptions {
-            xenstore: opts.xenstore.as_deref(),
-            xend: opts.xend.as_deref(),
-            privcmd: opts.privcmd.as_deref(),
-            poll_ms: opts.poll_ms,
-            libxl: opts.libxl.as_deref(),
-            state_dir: opts.state_dir.as_deref(),
-            backend_devices: opts.backend_devices.as_deref(),
-            net_dev: opts.net_dev.as_deref(),
-        })?,
+        Uri::Xen => xen::open(&xen_options(opts))?,
     })
+}
+
+fn xen_options(opts: &ConnectOptions) -> XenOptions<'_> {
+    XenOptions {
+        xenstore: opts.xenstore.as_deref(),
+        xend: opts.xend.as_deref(),
+        privcmd: opts.privcmd.as_deref(),
+        poll_ms: opts.poll_ms,
+        libxl: opts.libxl.as_deref(),
+        state_dir: opts.state_dir.as_deref(),
+        backend_devices: opts.backend_devices.as_deref(),
+        net_dev: opts.net_dev.as_deref(),
+    }
 }
 
 #[cfg(test)]

@@ -52,7 +52,13 @@ fn invalidate(notifier: Notifier, rx: mpsc::Receiver<Invalidation>) {
 /// yet is a warning and a driver that keeps trying.
 fn connect(uri: &Uri, args: &cli::Args, ready: &Ready) -> Result<Arc<Dispatcher>, String> {
     let opts = &args.opts.connect;
-    match domfs::connection::open(uri, opts) {
+    let opened = if args.opts.retry {
+        domfs::connection::ready(uri, opts, std::time::Duration::ZERO)
+            .and_then(|()| domfs::connection::open(uri, opts))
+    } else {
+        domfs::connection::open(uri, opts)
+    };
+    match opened {
         Ok(d) => Ok(Arc::new(d)),
         // Waiting cannot give a URI this build has no drivers for.
         Err(e) if args.opts.retry && !e.is_not_supported() => {

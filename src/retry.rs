@@ -16,7 +16,9 @@ use std::time::Duration;
 
 /// First wait between attempts; it doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Short: a boot waits on it (the Xen service starts late), and a failed
+/// attempt costs a few system calls.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 fn waiting_reason(uri: &Uri, e: &Error) -> String {
     format!("not connected to {uri} yet ({e}); domfs keeps trying (-o retry)")
@@ -53,10 +55,13 @@ fn connect_loop(
 ) {
     let mut wait = FIRST_BACKOFF;
     let mut last = first;
+    let began = std::time::Instant::now();
     loop {
         std::thread::sleep(wait);
         wait = (wait * 2).min(MAX_BACKOFF);
-        match connection::drivers(uri, opts) {
+        match connection::ready(uri, opts, began.elapsed())
+            .and_then(|()| connection::drivers(uri, opts))
+        {
             Ok(drivers) => {
                 d.attach(drivers);
                 log::warn!("{uri}: connected; the mount now answers");

@@ -125,6 +125,54 @@ pub const PRIVCMD_DEVICE: &str = "/dev/xen/privcmd";
 /// registration order (hypervisor, xend, xenstore; `ROUTES` then orders
 /// them per operation). A back end that is absent is skipped with an
 /// info log; with none at all the mount fails naming each endpoint tried.
+/// How long `-o retry` waits in dom0 for xenstored's socket before it
+/// settles for the kernel's xenbus device.
+pub const SOCKET_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Only the initial domain has the xenbus back-end device; the kernel makes
+/// it at boot, before any Xen service runs.
+const XENBUS_BACKEND: &str = "/dev/xen/xenbus_backend";
+
+/// Whether `-o retry` should open the connection now, `waited` after it
+/// began. At a dom0's boot the Xen service loads privcmd and mounts xenfs
+/// before it starts xenstored, so an attempt in that gap finds the
+/// hypervisor and the kernel's xenbus device but not xenstored's socket; the
+/// device answers once xenstored runs, but never again after the daemon is
+/// restarted, while the socket's client reconnects. So in dom0, with no
+/// `-o xenstore=` given, domfs waits for the socket, for up to
+/// `SOCKET_PATIENCE` (a xenstore stub domain has no socket in dom0).
+pub fn ready(opts: &XenOptions<'_>, waited: std::time::Duration) -> Result<()> {
+    ready_at(
+        opts,
+        waited,
+        Path::new(XENBUS_BACKEND),
+        Path::new(XENSTORE_SOCKET),
+    )
+}
+
+fn ready_at(
+    opts: &XenOptions<'_>,
+    waited: std::time::Duration,
+    backend_dev: &Path,
+    socket: &Path,
+) -> Result<()> {
+    if opts.xenstore.is_some() || waited >= SOCKET_PATIENCE || !backend_dev.exists() {
+        return Ok(());
+    }
+    if socket.exists() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::NotConnected,
+        format!(
+            "dom0 without xenstored's socket {} yet (the Xen service starts the daemon); \
+             waiting up to {} s for it before using the xenbus device",
+            socket.display(),
+            SOCKET_PATIENCE.as_secs()
+        ),
+    ))
+}
+
 pub fn open(opts: &XenOptions<'_>) -> Result<Vec<Box<dyn Driver>>> {
     let mut drivers: Vec<Box<dyn Driver>> = Vec::new();
     let mut tried: Vec<String> = Vec::new();
@@ -329,5 +377,33 @@ mod tests {
             assert!(seen.insert(r.op), "{} routed twice", r.op);
         }
         assert_eq!(seen.len(), Operation::ALL.len(), "one route per Operation");
+    }
+
+    /// In dom0 (the back-end device exists) the socket is awaited, for up to
+    /// SOCKET_PATIENCE; elsewhere, or with `-o xenstore=`, nothing is.
+    #[test]
+    fn retry_waits_for_the_socket_in_dom0_only() {
+        use std::time::Duration;
+        let dir = std::env::temp_dir().join(format!("domfs-ready-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (dev, sock) = (dir.join("xenbus_backend"), dir.join("socket"));
+        let _ = std::fs::remove_file(&dev);
+        let _ = std::fs::remove_file(&sock);
+        let none = XenOptions::default();
+        let early = Duration::from_secs(1);
+        ready_at(&none, early, &dev, &sock).unwrap();
+        std::fs::write(&dev, "").unwrap();
+        let e = ready_at(&none, early, &dev, &sock).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotConnected);
+        assert!(e.message.contains("socket"), "{}", e.message);
+        ready_at(&none, SOCKET_PATIENCE, &dev, &sock).unwrap();
+        let named = XenOptions {
+            xenstore: Some("/dev/xen/xenbus"),
+            ..XenOptions::default()
+        };
+        ready_at(&named, early, &dev, &sock).unwrap();
+        std::fs::write(&sock, "").unwrap();
+        ready_at(&none, early, &dev, &sock).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
