@@ -24,6 +24,9 @@ use std::time::Duration;
 
 /// How long the new mount may take to answer its first request.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `-o retry` waits for /dev/fuse at boot (see
+/// `mountpoint::wait_for_device`).
+const FUSE_DEVICE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// FUSE workers at most: as many back-end calls may block at once while
 /// other requests are still served.
@@ -161,6 +164,9 @@ fn run(uri: Uri, mountpoint: PathBuf, args: cli::Args, ready: &mut Ready) -> Res
     config.n_threads = Some(WORKERS);
 
     let shown = mountpoint.display();
+    if args.opts.retry {
+        mountpoint::wait_for_device(Path::new(mountpoint::FUSE_DEVICE), FUSE_DEVICE_PATIENCE);
+    }
     let mut session = Session::new(fs, &mountpoint, &config)
         .map_err(|e| format!("cannot mount {uri} at {shown}: {e}"))?;
     let device = std::os::fd::AsFd::as_fd(&session)

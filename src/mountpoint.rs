@@ -10,6 +10,36 @@ use std::io::ErrorKind as IoKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The kernel's FUSE device.
+pub const FUSE_DEVICE: &str = "/dev/fuse";
+
+/// Waits up to `limit` for `device` to exist; true once it does. At boot a
+/// `_netdev` line in fstab can be mounted before systemd's
+/// modprobe@fuse.service has loaded the module and made /dev/fuse (seen in
+/// the lab's systemd dom0: the mount started a second before the module
+/// loaded), and `-o retry` promises a mount on a host still starting.
+pub fn wait_for_device(device: &Path, limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        if device.exists() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        if !said {
+            log::warn!(
+                "{} does not exist yet (the fuse module is not loaded); waiting up to {} s (-o retry)",
+                device.display(),
+                limit.as_secs()
+            );
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// One line of /proc/self/mountinfo, the fields we need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -199,6 +229,28 @@ fn detach(path: &Path) -> Result<(), String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A device that appears while domfs waits is found; one that never
+    /// does ends the wait at its limit.
+    #[test]
+    fn waits_for_a_device_that_appears_late() {
+        use std::time::{Duration, Instant};
+        let dir = std::env::temp_dir().join(format!("domfs-dev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dev = dir.join("fuse");
+        let _ = std::fs::remove_file(&dev);
+        assert!(!wait_for_device(&dev, Duration::from_millis(250)));
+        let late = dev.clone();
+        let maker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::write(late, "").unwrap();
+        });
+        let start = Instant::now();
+        assert!(wait_for_device(&dev, Duration::from_secs(20)));
+        assert!(start.elapsed() >= Duration::from_millis(250));
+        maker.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     const INFO: &str = "\
 22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw
