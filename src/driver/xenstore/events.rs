@@ -34,6 +34,16 @@ pub fn key_event(path: &str) -> Option<(u32, EventKind)> {
     }
 }
 
+/// Whether a change at `path` may change which name or UUID a domain id
+/// has: its `name` or `vm` key, or its whole directory.
+pub fn names_change(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/local/domain/") else {
+        return false;
+    };
+    let (id, key) = rest.split_once('/').unwrap_or((rest, ""));
+    id.parse::<u32>().is_ok() && matches!(key, "" | "name" | "vm")
+}
+
 /// Compares two domain lists: what started and what stopped.
 pub fn diff(old: &HashMap<u32, DomainRef>, new: &[DomainRef]) -> Vec<(EventKind, DomainRef)> {
     let mut out = Vec::new();
@@ -122,6 +132,26 @@ mod tests {
         assert_eq!(key_event("/local/domain/3/memory/static-max"), None);
         assert_eq!(key_event("/local/domain/x/memory/target"), None);
         assert_eq!(key_event("/vm/abc"), None);
+    }
+
+    #[test]
+    fn renames_are_told_from_other_keys() {
+        for yes in [
+            "/local/domain/3/name",
+            "/local/domain/3/vm",
+            "/local/domain/3",
+        ] {
+            assert!(names_change(yes), "{yes}");
+        }
+        for no in [
+            "/local/domain",
+            "/local/domain/3/memory/target",
+            "/local/domain/3/name/x",
+            "/local/domain/x/name",
+            "/vm/abc/name",
+        ] {
+            assert!(!names_change(no), "{no}");
+        }
     }
 
     #[test]

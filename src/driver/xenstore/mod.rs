@@ -14,7 +14,8 @@
 //! Cost: a domain's value is one READ (several are pipelined in one round
 //! trip). Lookups by UUID or name use a small cache of domid checked with
 //! one round trip; the cache is rebuilt only after `@introduceDomain` or
-//! `@releaseDomain` fired, so a miss does not rescan while nothing changed.
+//! `@releaseDomain` fired or a domain's `name` or `vm` changed (a rename),
+//! so a miss does not rescan while nothing changed.
 
 pub mod client;
 pub mod events;
@@ -65,10 +66,12 @@ struct Cache {
 pub struct XenstoreDriver {
     client: Client,
     cache: Mutex<Cache>,
-    /// Bumped by every `@introduceDomain`/`@releaseDomain` and reconnect.
+    /// Bumped by every `@introduceDomain`/`@releaseDomain`, reconnect and
+    /// change of a domain's `name` or `vm`.
     generation: Arc<AtomicU64>,
-    /// Whether both special watches are registered, so the generation can
-    /// be trusted to say "nothing changed".
+    /// Whether both special watches and the one on `/local/domain` are
+    /// registered, so the generation can be trusted to say "nothing
+    /// changed".
     watching: bool,
     alive: Arc<AtomicBool>,
     /// Where watch events go once the driver publishes (see `events`).
@@ -160,6 +163,10 @@ impl XenstoreDriver {
         client.on_event(move |e| {
             let signal = match &e {
                 Event::Watch { token, path } if token == TOKEN_KEYS => {
+                    // A rename (`xl rename`) fires neither special watch.
+                    if events::names_change(path) && a.load(Ordering::Relaxed) {
+                        g.fetch_add(1, Ordering::SeqCst);
+                    }
                     events::Signal::Key(path.clone())
                 }
                 Event::Watch { token, .. }
@@ -184,6 +191,16 @@ impl XenstoreDriver {
         if !watching {
             log::info!("xenstore: no domain watches; every lookup miss rescans");
         }
+        // Names and UUIDs change without a domain coming or going; and this
+        // watch reports the keys a toolstack writes (see `events`).
+        let watching = watching
+            && match client.watch("/local/domain", TOKEN_KEYS) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::info!("xenstore: no watch on /local/domain ({e}); every lookup miss rescans, and memory and shutdown requests made elsewhere are not events");
+                    false
+                }
+            };
         // On a socket the watches' initial events precede this reply, so once
         // it is here they have been counted and the first scan's generation
         // is final. (Through the xenbus device the kernel answers WATCH
@@ -537,8 +554,8 @@ impl Driver for XenstoreDriver {
         }
     }
 
-    /// Starts the thread that turns watches into events, and watches the
-    /// keys under `/local/domain` (see `events`).
+    /// Starts the thread that turns watches into events (the keys under
+    /// `/local/domain` are watched from `open`; see `events`).
     fn publish_to(&self, bus: crate::events::Bus) {
         let (tx, rx) = std::sync::mpsc::sync_channel(1024);
         *lock(&self.forward) = Some(tx);
@@ -550,10 +567,6 @@ impl Driver for XenstoreDriver {
             .spawn(move || events::run(client, bus, rx, own))
         {
             log::warn!("xenstore: no events: {e}");
-            return;
-        }
-        if let Err(e) = self.client.watch("/local/domain", TOKEN_KEYS) {
-            log::info!("xenstore: no watch on /local/domain ({e}); memory and shutdown requests made elsewhere are not events");
         }
     }
 
