@@ -34,6 +34,14 @@ pub fn key_event(path: &str) -> Option<(u32, EventKind)> {
     }
 }
 
+/// Whether `control/shutdown` holds a request: one of the words a guest
+/// acts on (Linux's `drivers/xen/manage.c`: poweroff, halt, reboot,
+/// suspend). The key is the guest's to write, so anything else there (an
+/// acknowledgement's empty value, or junk) is no request.
+pub fn is_request(value: &[u8]) -> bool {
+    matches!(value, b"poweroff" | b"halt" | b"reboot" | b"suspend")
+}
+
 /// Whether a change at `path` may change which name or UUID a domain id
 /// has: its `name` or `vm` key, or its whole directory.
 pub fn names_change(path: &str) -> bool {
@@ -95,8 +103,9 @@ pub fn run(client: Client, bus: Bus, rx: Receiver<Signal>, own: Arc<Mutex<HashSe
                     if lock(&own).remove(&id) {
                         continue;
                     }
-                    // An emptied request (the guest acknowledging) is none.
-                    if client.read(0, &path).map_or(true, |v| v.is_empty()) {
+                    // An emptied request (the guest acknowledging) is none,
+                    // nor is junk the guest wrote there.
+                    if !client.read(0, &path).is_ok_and(|v| is_request(&v)) {
                         continue;
                     }
                 }
@@ -132,6 +141,23 @@ mod tests {
         assert_eq!(key_event("/local/domain/3/memory/static-max"), None);
         assert_eq!(key_event("/local/domain/x/memory/target"), None);
         assert_eq!(key_event("/vm/abc"), None);
+    }
+
+    #[test]
+    fn only_words_a_guest_acts_on_are_requests() {
+        for yes in ["poweroff", "halt", "reboot", "suspend"] {
+            assert!(is_request(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            &b""[..],
+            b"poweroff\n",
+            b"reboot\0",
+            b"x",
+            b"Poweroff",
+            b"\xff",
+        ] {
+            assert!(!is_request(no), "{no:?}");
+        }
     }
 
     #[test]

@@ -419,7 +419,7 @@ impl XenstoreDriver {
             max,
             online,
             present: cpus.len() as u32,
-            shutdown_pending: matches!(shutdown, Ok(v) if !v.is_empty()),
+            shutdown_pending: matches!(shutdown, Ok(v) if events::is_request(&v)),
         })
     }
 
@@ -443,12 +443,13 @@ impl XenstoreDriver {
                 .map(|k| (*k == "ostype").then(|| "linux".to_string()))
                 .collect());
         }
-        r.map(|v| match v {
-            Ok(v) => Ok(Some(String::from_utf8_lossy(&v).into_owned())),
-            Err(e) if e.is(ErrName::Enoent) => Ok(None),
-            Err(e) => Err(map_err(e)),
-        })
-        .collect()
+        r.zip(keys)
+            .map(|(v, key)| match v {
+                Ok(v) => image_value(v, key, dom).map(Some),
+                Err(e) if e.is(ErrName::Enoent) => Ok(None),
+                Err(e) => Err(map_err(e)),
+            })
+            .collect()
     }
 
     /// Requests sent on this driver's connection so far (for cost checks).
@@ -458,6 +459,47 @@ impl XenstoreDriver {
 }
 
 type XsRead = std::result::Result<Vec<u8>, ClientError>;
+
+/// A value of `/vm/<uuid>/image` as text for a one-line file or the XML:
+/// UTF-8 without control characters, else an error naming the key (a value
+/// with a newline would forge a line of `info`; XML cannot hold most
+/// control characters at all).
+fn image_value(v: Vec<u8>, key: &str, dom: &DomainRef) -> Result<String> {
+    let bad = |why: &str| {
+        Error::backend(format!(
+            "xenstore holds {why} as image/{key} of '{}'",
+            dom.name
+        ))
+    };
+    let t = String::from_utf8(v).map_err(|_| bad("bytes that are not UTF-8"))?;
+    if t.chars().any(char::is_control) {
+        return Err(bad(&format!("{t:?}, with a control character,")));
+    }
+    Ok(t)
+}
+
+/// The OS type in `image/ostype`: one word (`linux`, `hvm`), as the
+/// toolstack writes it; anything else is an error, never shown.
+fn os_type(v: Option<String>, dom: &DomainRef) -> Result<String> {
+    match v.as_deref().map(str::trim) {
+        Some(t)
+            if !t.is_empty()
+                && t.len() <= 32
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            Ok(t.to_string())
+        }
+        Some(t) if !t.is_empty() => Err(Error::backend(format!(
+            "xenstore holds {t:?} as image/ostype of '{}', not an OS type",
+            dom.name
+        ))),
+        _ => Err(Error::backend(format!(
+            "domain '{}' has no image/ostype in xenstore",
+            dom.name
+        ))),
+    }
+}
 
 struct Resources {
     target: u64,
@@ -612,13 +654,7 @@ impl Driver for XenstoreDriver {
     }
 
     fn domain_os_type(&self, dom: &DomainRef) -> Result<String> {
-        match self.image(dom, &["ostype"])?.pop().flatten() {
-            Some(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-            _ => Err(Error::backend(format!(
-                "domain '{}' has no image/ostype in xenstore",
-                dom.name
-            ))),
-        }
+        os_type(self.image(dom, &["ostype"])?.pop().flatten(), dom)
     }
 
     fn domain_xml(&self, dom: &DomainRef) -> Result<DomainDef> {
@@ -626,12 +662,7 @@ impl Driver for XenstoreDriver {
         let r = self.resources(dom)?;
         let image = self.image(dom, &["ostype", "kernel", "ramdisk", "cmdline"])?;
         let get = |i: usize| image.get(i).cloned().flatten().filter(|v| !v.is_empty());
-        let os_type = get(0).ok_or_else(|| {
-            Error::backend(format!(
-                "domain '{}' has no image/ostype in xenstore",
-                dom.name
-            ))
-        })?;
+        let os_type = os_type(get(0), dom)?;
         let el = |name: &str, text: &str| {
             let mut e = Element::new(name);
             e.set_text(text);
