@@ -77,6 +77,7 @@ fn hostile(room: usize) -> Vec<Vec<u8>> {
         b"</type><kernel>/etc/shadow</kernel>",
         b"&amp;&#0;&lt;",
         b"poweroff\nreboot",
+        b"x\"} 1\ndomfs_forged{a=\"b",
     ]
     .iter()
     .map(|b| b.to_vec())
@@ -198,6 +199,16 @@ impl Rig {
             let name = name.to_string_lossy();
             assert!(!name.chars().any(char::is_control), "{what}: {name:?}");
         }
+        // Prometheus's text: a name's quote or newline stays in its label,
+        // and g2's lines stay whatever g1's keys hold.
+        let metrics = self.m.cat("metrics");
+        assert!(metrics.contains("{domain=\"g2\""), "{what}: {metrics}");
+        assert!(
+            metrics
+                .lines()
+                .all(|l| l.starts_with("# ") || l.starts_with("domfs_domain_")),
+            "{what}: a forged metrics line:\n{metrics}"
+        );
         assert_eq!(
             (self.m.value("g2/memory"), self.m.value("g2/state")),
             self.g2,

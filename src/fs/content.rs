@@ -586,11 +586,19 @@ impl DomFs {
         let blocks = d.supports(Operation::DomainBlockStats);
         let nets = d.supports(Operation::DomainInterfaceStats);
         let mut domains = Vec::new();
+        // A domain whose values cannot be read now (a back end holding
+        // garbage for it) is left out, not everyone's metrics with it; only
+        // when no domain could be read is the file the error.
+        let mut failed = None;
         for dom in d.list_domains()? {
             let info = match d.domain_info(&dom) {
                 Ok(info) => info,
                 Err(e) if super::gone(&e) => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    log::debug!("metrics: {} left out: {e}", dom.name);
+                    failed.get_or_insert(e);
+                    continue;
+                }
             };
             let mut m = super::metrics::DomainMetrics {
                 dom,
@@ -616,7 +624,10 @@ impl DomFs {
             }
             domains.push(m);
         }
-        Ok(super::metrics::render(&domains))
+        match failed {
+            Some(e) if domains.is_empty() => Err(e),
+            _ => Ok(super::metrics::render(&domains)),
+        }
     }
 }
 
