@@ -185,29 +185,82 @@ fn read_only_mount_refuses_every_write_with_erofs() {
 }
 
 /// Without `allow_other` no other user gets in at all: not a listing, not a
-/// `stat`, not a read, not a write (FUSE keeps everyone but the mounting
-/// user out; root too, when someone else mounted, which needs a /dev/fuse
-/// other users may open).
+/// `stat` (of the mount point itself either), not a read, not a write.
+/// The mount here is root's (the daemon runs as root, `user_id=0` and no
+/// `allow_other` in the kernel's mount table), and the modes it reports
+/// would let anyone read: so the refusals are the kernel's FUSE rule and
+/// nothing else. The same commands by the same users on a mount with
+/// `allow_other` read, which shows the refusals are the option's doing.
 #[test]
 fn without_allow_other_no_one_else_gets_in() {
     if !have_tool("setpriv") {
         return;
     }
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs the suite as root"
+        );
+        println!("skipped: other users are played with setpriv, which needs root");
+        return;
+    }
     let m = Mount::new("test:///default");
+    let options = mount_options(m.path());
+    assert!(
+        options.contains("user_id=0") && !options.contains("allow_other"),
+        "{options}"
+    );
+    // What default_permissions alone would allow others: reading.
+    assert_eq!(m.sh_ok("stat -c %a . test test/state"), "555\n555\n444\n");
     let mnt = quote(&m.path().display().to_string());
+    let reads = [
+        format!("stat {mnt}"),
+        format!("ls {mnt}"),
+        format!("stat {mnt}/test"),
+        format!("stat {mnt}/test/state"),
+        format!("cat {mnt}/test/state"),
+    ];
+    let mut refused = 0;
     for uid in [NOBODY, NOBODY - 1] {
-        for script in [
-            format!("ls {mnt}"),
-            format!("stat {mnt}/test"),
-            format!("cat {mnt}/test/state"),
-            format!("/bin/echo suspend > {mnt}/test/control"),
-        ] {
+        for script in reads
+            .iter()
+            .cloned()
+            .chain([format!("/bin/echo suspend > {mnt}/test/control")])
+        {
             let out = as_user(uid, Path::new("/"), &script);
             assert!(!out.status.success(), "uid {uid} could: {script}");
             assert_errno(&String::from_utf8_lossy(&out.stderr), libc::EACCES);
+            refused += 1;
         }
     }
     assert_eq!(m.value("test/state"), "running");
+    let open = Mount::with_options("test:///default", &["-o", "allow_other"]);
+    assert!(mount_options(open.path()).contains("allow_other"));
+    let open_mnt = quote(&open.path().display().to_string());
+    for uid in [NOBODY, NOBODY - 1] {
+        for script in &reads {
+            let script = script.replace(&mnt, &open_mnt);
+            let out = as_user(uid, Path::new("/"), &script);
+            assert!(
+                out.status.success(),
+                "uid {uid} cannot even with allow_other: {script}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    println!("{refused} accesses by other users refused without allow_other");
+}
+
+/// The options the kernel's mount table gives the mount at `path`.
+fn mount_options(path: &Path) -> String {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let at = path.display().to_string();
+    table
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(at.as_str()))
+        .unwrap_or_else(|| panic!("{at} is not in the mount table:\n{table}"))
+        .to_string()
 }
 
 /// A save path in a sticky, world-writable directory where another user

@@ -449,3 +449,32 @@ fn dump_through_control_is_xends_op_dump() {
         libc::EBUSY,
     );
 }
+
+/// xend reports no event for a definition or its removal, so a listing
+/// taken just before must not be reused just after: `ls` right after a
+/// `define` or an `rmdir` through the mount shows the change (the root's
+/// listing was kept until the next event or a TTL, and 16 concurrent
+/// workers saw a domain they had just removed).
+#[test]
+fn a_listing_right_after_define_and_rmdir_shows_them() {
+    let sim = Sim::start();
+    let m = Mount::with_options("xen:///", &["-o", &format!("xend={}", sim.unix())]);
+    let files = TempDir::new("listing");
+    let f = files.path().join("l1.xml");
+    std::fs::write(
+        &f,
+        pv_xml("l1", "11111111-2222-3333-4444-5555555555a1", 262144),
+    )
+    .unwrap();
+    let define = format!("cp {} define", quote(&f.display().to_string()));
+    for round in 0..3 {
+        let listed = |ls: &str| ls.lines().any(|l| l == "l1");
+        let out = m.sh_ok(&format!("ls >/dev/null; {define}; ls"));
+        assert!(
+            listed(&out),
+            "round {round}: l1 not listed after define: {out}"
+        );
+        let out = m.sh_ok("ls >/dev/null; rmdir l1; ls");
+        assert!(!listed(&out), "round {round}: l1 listed after rmdir: {out}");
+    }
+}

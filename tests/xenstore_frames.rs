@@ -8,6 +8,7 @@
 mod common;
 mod xen_common;
 
+use common::rss_kib;
 use domfs::driver::xenstore::client::{Client, ClientError, Event};
 use domfs::driver::xenstore::wire::{self, Message, MsgType};
 use std::io::{Read, Write};
@@ -49,15 +50,6 @@ fn alive(sim: &Sim) {
         c.read_string(0, "/local/domain/0/name").unwrap(),
         "Domain-0"
     );
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[test]

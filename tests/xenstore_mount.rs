@@ -205,3 +205,34 @@ fn xend_and_privcmd_options_are_accepted_and_skipped() {
         "{log}"
     );
 }
+
+/// A domain renamed behind domfs's back, as `xl rename` does (one write of
+/// `/local/domain/N/name`; no domain comes or goes), is found by its new
+/// name and no longer by its old one, with no listing in between to
+/// refresh the lookup cache; and back again.
+#[test]
+fn a_domain_renamed_behind_domfs_is_found_by_its_new_name() {
+    let (sim, m) = setup();
+    assert_eq!(m.value("guest1/id"), "1");
+    for (old, new) in [("guest1", "renamed1"), ("renamed1", "guest1")] {
+        sim.xs("xenstore-write", &["/local/domain/1/name", new]);
+        // A miss of the new name must not be answered from the old scan.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let out = m.sh(&format!("cat {new}/uuid"));
+            if out.status.success() {
+                assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{UUID1}\n"));
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{new} not found: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(m.value(&format!("{new}/id")), "1");
+        let out = m.sh(&format!("cat {old}/id"));
+        assert!(!out.status.success(), "{old} still reads after the rename");
+    }
+}

@@ -11,6 +11,7 @@ use super::{feed, lock, names, DomFs, Entries, Listing, MAX_REFS, TTL, TTL_NONE}
 use crate::error::{Error, Result};
 use crate::model::{DomainId, Operation, State, Uuid};
 use fuser::{FileAttr, FileType};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -213,21 +214,24 @@ impl DomFs {
     }
 
     /// A directory's entries, taken once at opendir. The root's are reused
-    /// while no event came; its changes that no event reports (a back end
-    /// without watches) show within the TTL the kernel keeps names for anyway.
+    /// while no event came and no change was made through the mount; changes
+    /// made elsewhere that no event reports (a back end without watches)
+    /// show within the TTL the kernel keeps names for anyway.
     pub(super) fn list(&self, dir: Node) -> Result<Entries> {
         if dir != Node::Root {
             return self.build_list(dir).map(Arc::new);
         }
         let epoch = self.feed.epoch();
+        let changes = self.changes.load(Ordering::SeqCst);
         if let Some(l) = lock(&self.root_listing).as_ref() {
-            if l.epoch == epoch && l.built.elapsed() < TTL {
+            if l.epoch == epoch && l.changes == changes && l.built.elapsed() < TTL {
                 return Ok(l.entries.clone());
             }
         }
         let entries = Arc::new(self.build_list(dir)?);
         *lock(&self.root_listing) = Some(Listing {
             epoch,
+            changes,
             built: Instant::now(),
             entries: entries.clone(),
         });
@@ -582,11 +586,19 @@ impl DomFs {
         let blocks = d.supports(Operation::DomainBlockStats);
         let nets = d.supports(Operation::DomainInterfaceStats);
         let mut domains = Vec::new();
+        // A domain whose values cannot be read now (a back end holding
+        // garbage for it) is left out, not everyone's metrics with it; only
+        // when no domain could be read is the file the error.
+        let mut failed = None;
         for dom in d.list_domains()? {
             let info = match d.domain_info(&dom) {
                 Ok(info) => info,
                 Err(e) if super::gone(&e) => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    log::debug!("metrics: {} left out: {e}", dom.name);
+                    failed.get_or_insert(e);
+                    continue;
+                }
             };
             let mut m = super::metrics::DomainMetrics {
                 dom,
@@ -612,7 +624,10 @@ impl DomFs {
             }
             domains.push(m);
         }
-        Ok(super::metrics::render(&domains))
+        match failed {
+            Some(e) if domains.is_empty() => Err(e),
+            _ => Ok(super::metrics::render(&domains)),
+        }
     }
 }
 

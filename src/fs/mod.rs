@@ -82,6 +82,8 @@ pub struct DomFs {
     /// whichever ends first: building them costs a dispatcher call and an
     /// inode lookup per domain, most of a repeated `ls -l` of a large host.
     root_listing: Mutex<Option<Listing>>,
+    /// Changes made through this mount's files, counted (see `settle`).
+    changes: AtomicU64,
     /// Domain references by UUID, so a warm read costs the one request
     /// for its value, not a lookup as well (see `domain`).
     refs: Mutex<HashMap<Uuid, CachedRef>>,
@@ -109,8 +111,10 @@ const MAX_REFS: usize = 65_536;
 pub(crate) type Entries = Arc<Vec<(u64, FileType, String)>>;
 
 struct Listing {
-    /// The feed's epoch when it was built (see [`feed::Feed::epoch`]).
+    /// The feed's epoch and the mount's count of changes when it began to
+    /// be built (see [`feed::Feed::epoch`] and `settle`).
     epoch: u64,
+    changes: u64,
     built: Instant,
     entries: Entries,
 }
@@ -193,6 +197,7 @@ impl DomFs {
             invalidations: Mutex::new(None),
             mounted_at: SystemTime::now(),
             root_listing: Mutex::new(None),
+            changes: AtomicU64::new(0),
             refs: Mutex::new(HashMap::new()),
             sizes: Mutex::new(HashMap::new()),
             pool: pool::Pool::default(),
@@ -210,8 +215,12 @@ impl DomFs {
     }
 
     /// After a change made through a file: returns once the feed has taken
-    /// in its event, so the next read anywhere sees it.
+    /// in its event, so the next read anywhere sees it. Counted, so that
+    /// no root listing begun before the change is reused after it: not
+    /// every back end reports every change (xend sends no event for a
+    /// definition or its removal).
     fn settle(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
         self.feed.settle(self.dispatch.events().published());
     }
 

@@ -187,7 +187,12 @@ impl Mount {
 
     /// The daemon still serves: `cat test/state` answers within a second.
     pub fn assert_alive(&self) {
-        let out = self.sh("timeout 1 cat test/state");
+        self.assert_alive_at("test/state");
+    }
+
+    /// The daemon still serves: `cat REL` answers within a second.
+    pub fn assert_alive_at(&self, rel: &str) {
+        let out = self.sh(&format!("timeout 1 cat {}", quote(rel)));
         assert!(
             out.status.success() && !out.stdout.is_empty(),
             "the mount stopped answering: {}\n{}",
@@ -319,4 +324,14 @@ pub fn have_tool(tool: &str) -> bool {
         println!("skipped: {tool} is not installed (scripts/deps installs it)");
     }
     found
+}
+
+/// The resident set of process `pid`, in KiB (`VmRSS` of its status).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in the status")
 }

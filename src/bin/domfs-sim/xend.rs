@@ -31,6 +31,10 @@ struct Config {
 pub struct Xend {
     host: Arc<Host>,
     configs: Mutex<BTreeMap<Uuid, Config>>,
+    /// Held through each request that changes domains, as xend's
+    /// `XendDomain.domains_lock` was: two starts of one domain at once
+    /// start it once, and the other finds it running.
+    domains_lock: Mutex<()>,
 }
 
 /// What a handler answers: status and body.
@@ -263,6 +267,7 @@ impl Xend {
         Arc::new(Xend {
             host,
             configs: Mutex::new(BTreeMap::new()),
+            domains_lock: Mutex::new(()),
         })
     }
 
@@ -416,10 +421,14 @@ impl Xend {
                 }
             }
             ("POST", "/xend/domain") => match ops.as_slice() {
-                [op] => self.dir_op(op, &args),
+                [op] => {
+                    let _serial = lock(&self.domains_lock);
+                    self.dir_op(op, &args)
+                }
                 _ => (406, "Invalid request".into()),
             },
             (_, p) if p.starts_with("/xend/domain/") => {
+                let _serial = (method == "POST").then(|| lock(&self.domains_lock));
                 let key = percent_decode(&p["/xend/domain/".len()..]);
                 let Some(rec) = self.find(&key) else {
                     return (404, key);

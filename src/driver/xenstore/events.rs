@@ -34,6 +34,24 @@ pub fn key_event(path: &str) -> Option<(u32, EventKind)> {
     }
 }
 
+/// Whether `control/shutdown` holds a request: one of the words a guest
+/// acts on (Linux's `drivers/xen/manage.c`: poweroff, halt, reboot,
+/// suspend). The key is the guest's to write, so anything else there (an
+/// acknowledgement's empty value, or junk) is no request.
+pub fn is_request(value: &[u8]) -> bool {
+    matches!(value, b"poweroff" | b"halt" | b"reboot" | b"suspend")
+}
+
+/// Whether a change at `path` may change which name or UUID a domain id
+/// has: its `name` or `vm` key, or its whole directory.
+pub fn names_change(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/local/domain/") else {
+        return false;
+    };
+    let (id, key) = rest.split_once('/').unwrap_or((rest, ""));
+    id.parse::<u32>().is_ok() && matches!(key, "" | "name" | "vm")
+}
+
 /// Compares two domain lists: what started and what stopped.
 pub fn diff(old: &HashMap<u32, DomainRef>, new: &[DomainRef]) -> Vec<(EventKind, DomainRef)> {
     let mut out = Vec::new();
@@ -85,8 +103,9 @@ pub fn run(client: Client, bus: Bus, rx: Receiver<Signal>, own: Arc<Mutex<HashSe
                     if lock(&own).remove(&id) {
                         continue;
                     }
-                    // An emptied request (the guest acknowledging) is none.
-                    if client.read(0, &path).map_or(true, |v| v.is_empty()) {
+                    // An emptied request (the guest acknowledging) is none,
+                    // nor is junk the guest wrote there.
+                    if !client.read(0, &path).is_ok_and(|v| is_request(&v)) {
                         continue;
                     }
                 }
@@ -122,6 +141,43 @@ mod tests {
         assert_eq!(key_event("/local/domain/3/memory/static-max"), None);
         assert_eq!(key_event("/local/domain/x/memory/target"), None);
         assert_eq!(key_event("/vm/abc"), None);
+    }
+
+    #[test]
+    fn only_words_a_guest_acts_on_are_requests() {
+        for yes in ["poweroff", "halt", "reboot", "suspend"] {
+            assert!(is_request(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            &b""[..],
+            b"poweroff\n",
+            b"reboot\0",
+            b"x",
+            b"Poweroff",
+            b"\xff",
+        ] {
+            assert!(!is_request(no), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn renames_are_told_from_other_keys() {
+        for yes in [
+            "/local/domain/3/name",
+            "/local/domain/3/vm",
+            "/local/domain/3",
+        ] {
+            assert!(names_change(yes), "{yes}");
+        }
+        for no in [
+            "/local/domain",
+            "/local/domain/3/memory/target",
+            "/local/domain/3/name/x",
+            "/local/domain/x/name",
+            "/vm/abc/name",
+        ] {
+            assert!(!names_change(no), "{no}");
+        }
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! Cost: a domain's value is one READ (several are pipelined in one round
 //! trip). Lookups by UUID or name use a small cache of domid checked with
 //! one round trip; the cache is rebuilt only after `@introduceDomain` or
-//! `@releaseDomain` fired, so a miss does not rescan while nothing changed.
+//! `@releaseDomain` fired or a domain's `name` or `vm` changed (a rename),
+//! so a miss does not rescan while nothing changed.
 
 pub mod client;
 pub mod events;
@@ -70,10 +71,12 @@ struct Cache {
 pub struct XenstoreDriver {
     client: Client,
     cache: Mutex<Cache>,
-    /// Bumped by every `@introduceDomain`/`@releaseDomain` and reconnect.
+    /// Bumped by every `@introduceDomain`/`@releaseDomain`, reconnect and
+    /// change of a domain's `name` or `vm`.
     generation: Arc<AtomicU64>,
-    /// Whether both special watches are registered, so the generation can
-    /// be trusted to say "nothing changed".
+    /// Whether both special watches and the one on `/local/domain` are
+    /// registered, so the generation can be trusted to say "nothing
+    /// changed".
     watching: bool,
     alive: Arc<AtomicBool>,
     /// Where watch events go once the driver publishes (see `events`).
@@ -167,6 +170,10 @@ impl XenstoreDriver {
         client.on_event(move |e| {
             let signal = match &e {
                 Event::Watch { token, path } if token == TOKEN_KEYS => {
+                    // A rename (`xl rename`) fires neither special watch.
+                    if events::names_change(path) && a.load(Ordering::Relaxed) {
+                        g.fetch_add(1, Ordering::SeqCst);
+                    }
                     events::Signal::Key(path.clone())
                 }
                 Event::Watch { token, .. }
@@ -191,6 +198,16 @@ impl XenstoreDriver {
         if !watching {
             log::info!("xenstore: no domain watches; every lookup miss rescans");
         }
+        // Names and UUIDs change without a domain coming or going; and this
+        // watch reports the keys a toolstack writes (see `events`).
+        let watching = watching
+            && match client.watch("/local/domain", TOKEN_KEYS) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::info!("xenstore: no watch on /local/domain ({e}); every lookup miss rescans, and memory and shutdown requests made elsewhere are not events");
+                    false
+                }
+            };
         // On a socket the watches' initial events precede this reply, so once
         // it is here they have been counted and the first scan's generation
         // is final. (Through the xenbus device the kernel answers WATCH
@@ -459,7 +476,7 @@ impl XenstoreDriver {
             max,
             online,
             present,
-            shutdown_pending: matches!(shutdown, Ok(v) if !v.is_empty()),
+            shutdown_pending: matches!(shutdown, Ok(v) if events::is_request(&v)),
         })
     }
 
@@ -483,12 +500,13 @@ impl XenstoreDriver {
                 .map(|k| (*k == "ostype").then(|| "linux".to_string()))
                 .collect());
         }
-        r.map(|v| match v {
-            Ok(v) => Ok(Some(String::from_utf8_lossy(&v).into_owned())),
-            Err(e) if e.is(ErrName::Enoent) => Ok(None),
-            Err(e) => Err(map_err(e)),
-        })
-        .collect()
+        r.zip(keys)
+            .map(|(v, key)| match v {
+                Ok(v) => image_value(v, key, dom).map(Some),
+                Err(e) if e.is(ErrName::Enoent) => Ok(None),
+                Err(e) => Err(map_err(e)),
+            })
+            .collect()
     }
 
     /// Requests sent on this driver's connection so far (for cost checks).
@@ -500,6 +518,47 @@ impl XenstoreDriver {
 type XsRead = std::result::Result<Vec<u8>, ClientError>;
 /// A domain's backend entries of one class: device number, one key's value.
 type Backends = Vec<(String, Option<String>)>;
+
+/// A value of `/vm/<uuid>/image` as text for a one-line file or the XML:
+/// UTF-8 without control characters, else an error naming the key (a value
+/// with a newline would forge a line of `info`; XML cannot hold most
+/// control characters at all).
+fn image_value(v: Vec<u8>, key: &str, dom: &DomainRef) -> Result<String> {
+    let bad = |why: &str| {
+        Error::backend(format!(
+            "xenstore holds {why} as image/{key} of '{}'",
+            dom.name
+        ))
+    };
+    let t = String::from_utf8(v).map_err(|_| bad("bytes that are not UTF-8"))?;
+    if t.chars().any(char::is_control) {
+        return Err(bad(&format!("{t:?}, with a control character,")));
+    }
+    Ok(t)
+}
+
+/// The OS type in `image/ostype`: one word (`linux`, `hvm`), as the
+/// toolstack writes it; anything else is an error, never shown.
+fn os_type(v: Option<String>, dom: &DomainRef) -> Result<String> {
+    match v.as_deref().map(str::trim) {
+        Some(t)
+            if !t.is_empty()
+                && t.len() <= 32
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            Ok(t.to_string())
+        }
+        Some(t) if !t.is_empty() => Err(Error::backend(format!(
+            "xenstore holds {t:?} as image/ostype of '{}', not an OS type",
+            dom.name
+        ))),
+        _ => Err(Error::backend(format!(
+            "domain '{}' has no image/ostype in xenstore",
+            dom.name
+        ))),
+    }
+}
 
 struct Resources {
     target: u64,
@@ -595,8 +654,8 @@ impl Driver for XenstoreDriver {
         }
     }
 
-    /// Starts the thread that turns watches into events, and watches the
-    /// keys under `/local/domain` (see `events`).
+    /// Starts the thread that turns watches into events (the keys under
+    /// `/local/domain` are watched from `open`; see `events`).
     fn publish_to(&self, bus: crate::events::Bus) {
         let (tx, rx) = std::sync::mpsc::sync_channel(1024);
         *lock(&self.forward) = Some(tx);
@@ -608,10 +667,6 @@ impl Driver for XenstoreDriver {
             .spawn(move || events::run(client, bus, rx, own))
         {
             log::warn!("xenstore: no events: {e}");
-            return;
-        }
-        if let Err(e) = self.client.watch("/local/domain", TOKEN_KEYS) {
-            log::info!("xenstore: no watch on /local/domain ({e}); memory and shutdown requests made elsewhere are not events");
         }
     }
 
@@ -657,13 +712,7 @@ impl Driver for XenstoreDriver {
     }
 
     fn domain_os_type(&self, dom: &DomainRef) -> Result<String> {
-        match self.image(dom, &["ostype"])?.pop().flatten() {
-            Some(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-            _ => Err(Error::backend(format!(
-                "domain '{}' has no image/ostype in xenstore",
-                dom.name
-            ))),
-        }
+        os_type(self.image(dom, &["ostype"])?.pop().flatten(), dom)
     }
 
     fn domain_xml(&self, dom: &DomainRef) -> Result<DomainDef> {
@@ -671,12 +720,7 @@ impl Driver for XenstoreDriver {
         let r = self.resources(dom)?;
         let image = self.image(dom, &["ostype", "kernel", "ramdisk", "cmdline"])?;
         let get = |i: usize| image.get(i).cloned().flatten().filter(|v| !v.is_empty());
-        let os_type = get(0).ok_or_else(|| {
-            Error::backend(format!(
-                "domain '{}' has no image/ostype in xenstore",
-                dom.name
-            ))
-        })?;
+        let os_type = os_type(get(0), dom)?;
         let el = |name: &str, text: &str| {
             let mut e = Element::new(name);
             e.set_text(text);
