@@ -16,6 +16,7 @@ int main(void)
 {
     SIZE(libxl_domain_config);
     SIZE(libxl_domain_restore_params);
+    SIZE(libxl_device_disk);
     SIZE(libxl_dominfo);
     FIELD(libxl_dominfo, uuid);
     FIELD(libxl_dominfo, domid);

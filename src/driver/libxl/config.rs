@@ -273,6 +273,19 @@ fn disk_format(t: Option<&str>) -> Result<&'static str> {
     }
 }
 
+/// The `libxl_device_disk` of `def`'s disk with target `target`, for
+/// attaching it to a running domain (`libxl_device_disk_add`); the same
+/// mapping as at start.
+pub fn disk_device(def: &DomainDef, target: &str) -> Result<Value> {
+    devices(def.root())
+        .zip(def.devices.iter())
+        .find_map(|(e, dev)| match dev {
+            Device::Disk(d) if d.target_dev.as_deref() == Some(target) => Some(disk(d, e)),
+            _ => None,
+        })
+        .unwrap_or_else(|| Err(invalid(format!("no disk with target '{target}'"))))
+}
+
 /// One `libxl_device_disk`.
 fn disk(d: &Disk, e: &Element) -> Result<Value> {
     only_children(

@@ -18,6 +18,7 @@
 //! stay pure so tests can drive them with libvirt's own vectors.
 
 pub mod config;
+pub mod devices;
 pub mod image;
 pub mod store;
 pub mod sys;
@@ -517,9 +518,11 @@ impl Driver for LibxlDriver {
             | O::DomainMaxVcpus
             | O::DomainAutostart
             | O::SetAutostart
-            | O::CoreDump => true,
-            // The hypervisor and xenstore serve these; devices and the
-            // host's description through libxl are not written yet.
+            | O::CoreDump
+            | O::AttachDevice
+            | O::DetachDevice => true,
+            // The hypervisor and xenstore serve these; the host's
+            // description through libxl is not written.
             O::ListActive
             | O::NodeInfo
             | O::Hypervisor
@@ -531,8 +534,6 @@ impl Driver for LibxlDriver {
             | O::DomainSchedulerParams
             | O::SetSchedulerParam
             | O::NodeCapabilities
-            | O::AttachDevice
-            | O::DetachDevice
             | O::DomainBlockStats
             | O::DomainInterfaceStats => false,
         }
@@ -938,6 +939,50 @@ impl Driver for LibxlDriver {
         })
     }
 
+    /// A disk, as libvirt's libxl driver attaches one: to a running domain
+    /// through libxl (blkback and its hotplug script), then recorded in the
+    /// definition it runs with; to a shut-off one, in its definition.
+    fn attach_device(&self, dom: &DomainRef, xml: &str) -> Result<()> {
+        let (disk, target) = devices::one_disk(xml)?;
+        let edit = |d: &DomainDef| devices::with_disk(d, disk, &target);
+        let target = target.clone();
+        self.change_disks(dom, "attaching a disk", edit, move |t, domid, new, name| {
+            let json = config::disk_device(new, &target)?.to_string();
+            let cjson = CString::new(json).map_err(|_| Error::invalid("a NUL in the disk"))?;
+            let since = t.ctx.errors_logged();
+            t.ctx.disk_add(domid, &cjson).map_err(|c| {
+                failed(
+                    t,
+                    &format!("attaching disk '{target}' to '{name}'"),
+                    c,
+                    since,
+                )
+            })
+        })
+    }
+
+    /// A disk by its target: from a running domain through libxl (which
+    /// finds it in xenstore), or from a shut-off one's definition.
+    fn detach_device(&self, dom: &DomainRef, xml: &str) -> Result<()> {
+        let (_, target) = devices::one_disk(xml)?;
+        let edit = |d: &DomainDef| devices::without_disk(d, &target);
+        let target = target.clone();
+        self.change_disks(dom, "detaching a disk", edit, move |t, domid, _, name| {
+            let vdev =
+                CString::new(target.as_str()).map_err(|_| Error::invalid("a NUL in the target"))?;
+            let since = t.ctx.errors_logged();
+            t.ctx.disk_remove(domid, &vdev).map_err(|c| match c {
+                None => Error::invalid(format!("libxl finds no disk '{target}' on '{name}'")),
+                Some(c) => failed(
+                    t,
+                    &format!("detaching disk '{target}' from '{name}'"),
+                    c,
+                    since,
+                ),
+            })
+        })
+    }
+
     fn core_dump(&self, dom: &DomainRef, path: &Path) -> Result<()> {
         let domid = self.domid(dom)?;
         // Made here, mode 0600 and not through a link; libxl then writes it.
@@ -955,6 +1000,49 @@ impl Driver for LibxlDriver {
 }
 
 impl LibxlDriver {
+    /// The definition a running domain runs with, when domfs started it.
+    fn live_def(&self, dom: &DomainRef) -> Result<DomainDef> {
+        self.shared
+            .find(dom, |e| e.live.as_ref().map(|(_, d)| d.clone()))
+            .flatten()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotSupported,
+                    format!(
+                        "libxl: '{}' was not started through domfs; its devices are \
+                         not known here",
+                        dom.name
+                    ),
+                )
+            })
+    }
+
+    /// A change of a domain's disks: `edit` gives the new definition (and
+    /// refuses a bad change before anything is asked); a running domain is
+    /// changed by `call` on the libxl thread, then its running definition
+    /// replaced; a shut-off one's persistent definition is replaced.
+    fn change_disks(
+        &self,
+        dom: &DomainRef,
+        what: &'static str,
+        edit: impl FnOnce(&DomainDef) -> Result<DomainDef>,
+        call: impl FnOnce(&mut Thread, u32, &DomainDef, &str) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let Ok(domid) = self.domid(dom) else {
+            return self.change_config(dom, |d| {
+                *d = edit(d)?;
+                Ok(())
+            });
+        };
+        let new = edit(&self.live_def(dom)?)?;
+        let name = dom.name.0.clone();
+        let new = self.worker.call(what, SLOW, move |t| {
+            call(t, domid, &new, &name).map(|()| new)
+        })?;
+        self.note_live(dom, |d| *d = new);
+        Ok(())
+    }
+
     /// Records a change made to a running domain in the definition it runs
     /// with (what `xml` shows and a save image carries).
     fn note_live(&self, dom: &DomainRef, change: impl FnOnce(&mut DomainDef)) {

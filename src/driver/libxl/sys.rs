@@ -68,6 +68,7 @@ pub const ERROR_DOMAIN_DESTROYED: c_int = -24;
 /// (`libxl_dominfo`), checked by the layout test.
 pub const DOMAIN_CONFIG_SIZE: usize = 1288;
 pub const RESTORE_PARAMS_SIZE: usize = 24;
+pub const DEVICE_DISK_SIZE: usize = 144;
 pub const DOMINFO_SIZE: usize = 120;
 /// Offsets in `libxl_dominfo` of `uuid` (16 bytes) and `domid` (u32).
 pub const DOMINFO_UUID: usize = 0;
@@ -114,6 +115,11 @@ pub const LAYOUTS: &[Layout] = &[
     Layout {
         name: "libxl_domain_restore_params",
         size: RESTORE_PARAMS_SIZE,
+        fields: &[],
+    },
+    Layout {
+        name: "libxl_device_disk",
+        size: DEVICE_DISK_SIZE,
         fields: &[],
     },
     Layout {
@@ -234,6 +240,12 @@ struct Fns {
     ) -> c_int,
     afterpoll: unsafe extern "C" fn(CtxPtr, c_int, *const libc::pollfd, libc::timeval),
     core_dump: unsafe extern "C" fn(CtxPtr, u32, *const c_char, Null) -> c_int,
+    disk_init: unsafe extern "C" fn(*mut c_void),
+    disk_dispose: unsafe extern "C" fn(*mut c_void),
+    disk_from_json: unsafe extern "C" fn(CtxPtr, *mut c_void, *const c_char) -> c_int,
+    disk_add: unsafe extern "C" fn(CtxPtr, u32, *mut c_void, Null) -> c_int,
+    disk_remove: unsafe extern "C" fn(CtxPtr, u32, *mut c_void, Null) -> c_int,
+    vdev_to_disk: unsafe extern "C" fn(CtxPtr, u32, *const c_char, *mut c_void) -> c_int,
     event_free: unsafe extern "C" fn(CtxPtr, *mut c_void),
     event_to_json: unsafe extern "C" fn(CtxPtr, *mut c_void) -> *mut c_char,
     list_domain: unsafe extern "C" fn(CtxPtr, *mut c_int) -> *mut u8,
@@ -305,6 +317,12 @@ impl Libxl {
             beforepoll: symbol!(l, lf, "libxl_osevent_beforepoll"),
             afterpoll: symbol!(l, lf, "libxl_osevent_afterpoll"),
             core_dump: symbol!(l, lf, "libxl_domain_core_dump"),
+            disk_init: symbol!(l, lf, "libxl_device_disk_init"),
+            disk_dispose: symbol!(l, lf, "libxl_device_disk_dispose"),
+            disk_from_json: symbol!(l, lf, "libxl_device_disk_from_json"),
+            disk_add: symbol!(l, lf, "libxl_device_disk_add"),
+            disk_remove: symbol!(l, lf, "libxl_device_disk_remove"),
+            vdev_to_disk: symbol!(l, lf, "libxl_vdev_to_device_disk"),
             event_free: symbol!(l, lf, "libxl_event_free"),
             event_to_json: symbol!(l, lf, "libxl_event_to_json"),
             list_domain: symbol!(l, lf, "libxl_list_domain"),
@@ -405,44 +423,46 @@ unsafe impl Send for Ctx {}
 // what needs it with the context's own lock.
 unsafe impl Sync for Ctx {}
 
-/// A `libxl_domain_config` filled from JSON, disposed on drop.
-struct DomainConfig<'a> {
-    lib: &'a Libxl,
+/// A libxl struct domfs allocates (`libxl_domain_config`,
+/// `libxl_device_disk`, `libxl_domain_restore_params`): initialised by
+/// libxl's `_init` when made, filled by libxl only, and disposed by its
+/// `_dispose` on drop.
+struct Owned<'a> {
     mem: Box<[u64]>,
+    dispose: unsafe extern "C" fn(*mut c_void),
+    _lib: std::marker::PhantomData<&'a Libxl>,
 }
 
-impl<'a> DomainConfig<'a> {
-    fn new(lib: &'a Libxl) -> DomainConfig<'a> {
-        let mut mem = vec![0u64; DOMAIN_CONFIG_SIZE.div_ceil(8)].into_boxed_slice();
-        // SAFETY: `mem` is DOMAIN_CONFIG_SIZE bytes, 8-aligned (the struct's
-        // size and alignment, checked by the layout test); init writes
-        // only within it.
-        unsafe { (lib.fns.config_init)(mem.as_mut_ptr().cast()) };
-        DomainConfig { lib, mem }
+impl<'a> Owned<'a> {
+    /// `size` must be the struct's size from the layout test, and `init`
+    /// and `dispose` that struct's own functions of `_lib`.
+    fn new(
+        _lib: &'a Libxl,
+        size: usize,
+        init: unsafe extern "C" fn(*mut c_void),
+        dispose: unsafe extern "C" fn(*mut c_void),
+    ) -> Owned<'a> {
+        let mut mem = vec![0u64; size.div_ceil(8)].into_boxed_slice();
+        // SAFETY: `mem` is `size` bytes, 8-aligned (the struct's size and
+        // alignment, checked by the layout test); init writes only within it.
+        unsafe { init(mem.as_mut_ptr().cast()) };
+        Owned {
+            mem,
+            dispose,
+            _lib: std::marker::PhantomData,
+        }
     }
     fn ptr(&mut self) -> *mut c_void {
         self.mem.as_mut_ptr().cast()
     }
 }
 
-impl Drop for DomainConfig<'_> {
+impl Drop for Owned<'_> {
     fn drop(&mut self) {
         // SAFETY: initialised in `new`, filled by libxl only; dispose frees
-        // what libxl allocated in it, once.
-        unsafe { (self.lib.fns.config_dispose)(self.ptr()) };
-    }
-}
-
-/// A `libxl_domain_restore_params`, disposed on drop.
-struct RestoreParams<'a> {
-    lib: &'a Libxl,
-    mem: Box<[u64]>,
-}
-
-impl Drop for RestoreParams<'_> {
-    fn drop(&mut self) {
-        // SAFETY: initialised when made (see `Ctx::restore`), disposed once.
-        unsafe { (self.lib.fns.restore_params_dispose)(self.mem.as_mut_ptr().cast()) };
+        // what libxl allocated in it, once, while the library is loaded
+        // (the borrow of `Libxl`).
+        unsafe { (self.dispose)(self.ptr()) };
     }
 }
 
@@ -572,8 +592,14 @@ impl Ctx {
 
     /// Parses `json` into a `libxl_domain_config` with libxl's own parser,
     /// the check that libxl accepts what domfs wrote.
-    fn config<'a>(&'a self, json: &CStr) -> Result<DomainConfig<'a>, Code> {
-        let mut cfg = DomainConfig::new(&self.lib);
+    fn config<'a>(&'a self, json: &CStr) -> Result<Owned<'a>, Code> {
+        let f = &self.lib.fns;
+        let mut cfg = Owned::new(
+            &self.lib,
+            DOMAIN_CONFIG_SIZE,
+            f.config_init,
+            f.config_dispose,
+        );
         // SAFETY: the context is live; `cfg` an initialised config; `json`
         // NUL-terminated and alive for the call.
         check(unsafe { (self.lib.fns.config_from_json)(self.ctx, cfg.ptr(), json.as_ptr()) })?;
@@ -614,22 +640,18 @@ impl Ctx {
         stream_version: u32,
     ) -> Result<u32, (Code, Option<u32>)> {
         let mut cfg = self.config(json).map_err(|c| (c, None))?;
-        let mut params = RestoreParams {
-            lib: &self.lib,
-            mem: vec![0u64; RESTORE_PARAMS_SIZE.div_ceil(8)].into_boxed_slice(),
-        };
+        let f = &self.lib.fns;
+        let mut params = Owned::new(
+            &self.lib,
+            RESTORE_PARAMS_SIZE,
+            f.restore_params_init,
+            f.restore_params_dispose,
+        );
         let pjson = CString::new(format!("{{\"stream_version\": {stream_version}}}"))
             .map_err(|_| (Code(ERROR_INVAL), None))?;
-        // SAFETY: `params.mem` is RESTORE_PARAMS_SIZE bytes, 8-aligned
-        // (checked by the layout test); init then from_json fill only it.
-        let rc = unsafe {
-            (self.lib.fns.restore_params_init)(params.mem.as_mut_ptr().cast());
-            (self.lib.fns.restore_params_from_json)(
-                self.ctx,
-                params.mem.as_mut_ptr().cast(),
-                pjson.as_ptr(),
-            )
-        };
+        // SAFETY: live context; `params` initialised; `pjson`
+        // NUL-terminated; from_json fills only the struct.
+        let rc = unsafe { (f.restore_params_from_json)(self.ctx, params.ptr(), pjson.as_ptr()) };
         check(rc).map_err(|c| (c, None))?;
         let mut domid = INVALID_DOMID;
         // SAFETY: live context, initialised config and params, valid
@@ -642,7 +664,7 @@ impl Ctx {
                 &mut domid,
                 fd.as_raw_fd(),
                 -1,
-                params.mem.as_ptr().cast(),
+                params.ptr(),
                 std::ptr::null(),
                 std::ptr::null(),
             )
@@ -809,6 +831,40 @@ impl Ctx {
         // SAFETY: live context; `path` NUL-terminated and alive for the
         // synchronous call (NULL ao_how).
         check(unsafe { (self.lib.fns.core_dump)(self.ctx, domid, path.as_ptr(), std::ptr::null()) })
+    }
+
+    fn disk(&self) -> Owned<'_> {
+        let f = &self.lib.fns;
+        Owned::new(&self.lib, DEVICE_DISK_SIZE, f.disk_init, f.disk_dispose)
+    }
+
+    /// Adds the disk `json` describes (libxl's own JSON form of
+    /// `libxl_device_disk`) to a running domain, hotplug script included
+    /// (`libxl_device_disk_add`, synchronous).
+    pub fn disk_add(&self, domid: u32, json: &CStr) -> Result<(), Code> {
+        let mut disk = self.disk();
+        // SAFETY: live context; `disk` initialised; `json` NUL-terminated.
+        check(unsafe { (self.lib.fns.disk_from_json)(self.ctx, disk.ptr(), json.as_ptr()) })?;
+        // SAFETY: live context; `disk` filled by libxl's parser; NULL
+        // ao_how makes the call synchronous, so `disk` outlives it.
+        check(unsafe { (self.lib.fns.disk_add)(self.ctx, domid, disk.ptr(), std::ptr::null()) })
+    }
+
+    /// Removes a running domain's disk by its virtual device name, as libxl
+    /// finds it in xenstore (`libxl_vdev_to_device_disk`, then
+    /// `libxl_device_disk_remove`). `Err(None)` when the domain has no such
+    /// disk.
+    pub fn disk_remove(&self, domid: u32, vdev: &CStr) -> Result<(), Option<Code>> {
+        let mut disk = self.disk();
+        // SAFETY: live context; `vdev` NUL-terminated; `disk` initialised,
+        // filled only by libxl.
+        let rc = unsafe { (self.lib.fns.vdev_to_disk)(self.ctx, domid, vdev.as_ptr(), disk.ptr()) };
+        if rc != 0 {
+            return Err(None);
+        }
+        // SAFETY: live context; `disk` filled by libxl; synchronous call.
+        check(unsafe { (self.lib.fns.disk_remove)(self.ctx, domid, disk.ptr(), std::ptr::null()) })
+            .map_err(Some)
     }
 
     /// Every domain's id and UUID (`libxl_list_domain`).
