@@ -216,6 +216,7 @@ fn run(uri: Uri, mountpoint: PathBuf, args: cli::Args, ready: &mut Ready) -> Res
 }
 
 fn main() -> ExitCode {
+    daemon::report_crashes();
     logging::init();
     let args = match cli::parse(std::env::args_os()) {
         Ok(Ok(a)) => a,

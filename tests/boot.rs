@@ -770,3 +770,34 @@ fn in_the_background_the_log_goes_to_syslog() {
     ns.sh_ok(&format!("umount {d}"));
     ns.wait_no_domfs();
 }
+
+/// A crash leaves its signal, address and stack on stderr (the journal
+/// under systemd): the lab's libxl reboot check once lost domfs without a
+/// word. A SIGSEGV sent from outside is reported the same way, and, as
+/// before the report existed, does not end the daemon.
+#[test]
+fn a_crash_leaves_its_signal_and_stack_in_the_log() {
+    let mut m = Mount::new("test:///default");
+    let pid = m.child.as_ref().expect("running").id();
+    let sent = Command::new("kill")
+        .args(["-SEGV", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    wait_for("the crash report", || m.log_text().contains("stack:"));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = m.log_text();
+    let report: Vec<&str> = log
+        .lines()
+        .skip_while(|l| !l.starts_with("domfs: crashed with SIGSEGV at address 0x"))
+        .collect();
+    assert!(!report.is_empty(), "no report in:\n{log}");
+    let frames = report[1..].iter().take_while(|l| l.contains("[0x")).count();
+    assert!(frames >= 3, "a stack of {frames} frames:\n{log}");
+    assert!(
+        report.iter().any(|l| l.contains("domfs(")),
+        "no frame of domfs itself:\n{log}"
+    );
+    m.assert_alive();
+    assert!(m.stop().success());
+}

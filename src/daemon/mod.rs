@@ -8,6 +8,8 @@
 
 mod sys;
 
+pub use sys::report_crashes;
+
 use nix::fcntl::OFlag;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
