@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::model::{DomainRef, State, Uuid};
 use crate::sync::lock;
 use command::CommandBuf;
-use document::Document;
+use document::{Document, Progress};
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -124,7 +124,7 @@ enum Handle {
         generation: u64,
         input: Input,
         /// The process that opened the file: when it closes an incomplete
-        /// document, the close fails (see `flush`).
+        /// document, the close fails (see `flush`), as does a writer's.
         opener: u32,
         /// Opened by a user other than root and the mount's owner: secrets
         /// are left out of what it reads (see `content::for_others`).
@@ -143,14 +143,68 @@ enum Handle {
 enum Input {
     None,
     Commands(CommandBuf),
-    Document(Document),
+    Document(DocInput),
+}
+
+/// A document being gathered, and who must hear that it is incomplete.
+#[derive(Default)]
+struct DocInput {
+    doc: Document,
+    /// Processes that wrote to this open file and have not closed it since.
+    /// Each one's close fails while the document is incomplete: a shell that
+    /// opens a redirect itself and forks the writer (dash, for
+    /// `cat f > x`) closes the file last with `dup2`, whose close error the
+    /// kernel drops, so only the writer's own close can carry it.
+    writers: Vec<u32>,
+    /// The document's length when it was last reported incomplete: one state
+    /// is logged once, however many closes fail with it.
+    reported: Option<usize>,
+}
+
+/// Writers remembered per open file at most (each close forgets its own).
+const MAX_WRITERS: usize = 64;
+
+impl DocInput {
+    /// Remembers `pid` as a writer whose close must hear of an incomplete
+    /// document.
+    fn wrote(&mut self, pid: u32) {
+        if !self.writers.contains(&pid) && self.writers.len() < MAX_WRITERS {
+            self.writers.push(pid);
+        }
+    }
+
+    /// At a close by `pid`: the length of the incomplete document it must
+    /// fail with, and whether that state is new to the log. The opener and
+    /// every process that wrote hear it; others sharing the file (a shell
+    /// that never wrote) may still be followed by more.
+    fn close_by(&mut self, pid: u32, opener: u32) -> Option<(usize, bool)> {
+        let wrote = match self.writers.iter().position(|&p| p == pid) {
+            Some(i) => {
+                self.writers.swap_remove(i);
+                true
+            }
+            None => false,
+        };
+        if !(wrote || pid == opener) || self.doc.progress() != Progress::Incomplete {
+            return None;
+        }
+        let len = self.doc.bytes().len();
+        Some((len, self.reported.replace(len) != Some(len)))
+    }
+
+    /// At the last close: the length of a document left incomplete that no
+    /// close has reported yet.
+    fn unreported(&self) -> Option<usize> {
+        let len = self.doc.bytes().len();
+        (self.doc.progress() == Progress::Incomplete && self.reported != Some(len)).then_some(len)
+    }
 }
 
 impl Input {
     fn for_node(node: Node) -> Input {
         match node.write_kind() {
             Some(WriteKind::Command) => Input::Commands(CommandBuf::default()),
-            Some(WriteKind::Document) => Input::Document(Document::default()),
+            Some(WriteKind::Document) => Input::Document(DocInput::default()),
             None => Input::None,
         }
     }
