@@ -235,6 +235,7 @@ impl DomFs {
         // What connecting loaded and let go (a host's whole document).
         sys::release_free_memory();
         sys::one_arena();
+        sys::fixed_thresholds();
         DomFs {
             dispatch,
             settings,
