@@ -85,12 +85,34 @@ pub struct DomFs {
     /// Domain references by UUID, so a warm read costs the one request
     /// for its value, not a lookup as well (see `domain`).
     refs: Mutex<HashMap<Uuid, CachedRef>>,
-    /// The length each value file had when last built, with the domain's
-    /// generation then: a `stat` (the kernel's lookup before each `cat`)
-    /// answers from it while no event came, instead of building the value.
-    sizes: Mutex<HashMap<Node, (u64, u64)>>,
+    /// The length each watchable value had when last built, per domain: a
+    /// `stat` (the kernel's lookup before each `cat`) answers from it while
+    /// no event came, instead of building the value.
+    sizes: Mutex<HashMap<Uuid, Lengths>>,
     /// Which session workers read the device (see `pool`).
     pool: pool::Pool,
+}
+
+/// The lengths of one domain's watchable values as last built, all at one
+/// generation of the domain: a newer one forgets them. One entry of 64 bytes
+/// a domain (a map keyed by node held one of 48 per file: 3 MiB at 10,000
+/// domains with two values read of each).
+struct Lengths {
+    generation: u64,
+    /// By place (`feed::watched_place`); [`Lengths::UNKNOWN`] for a value not
+    /// built at this generation.
+    len: [u32; feed::WATCHABLE],
+}
+
+impl Lengths {
+    const UNKNOWN: u32 = u32::MAX;
+
+    fn new(generation: u64) -> Lengths {
+        Lengths {
+            generation,
+            len: [Lengths::UNKNOWN; feed::WATCHABLE],
+        }
+    }
 }
 
 /// A domain reference as a lookup gave it, valid while the domain's
