@@ -192,3 +192,121 @@ fn a_refused_document_can_be_written_again_from_the_start() {
         "{last}"
     );
 }
+
+/// How programs write a file from a shell, each run by `/bin/dash` and
+/// `/bin/bash` as `SHELL -c SCRIPT`: `{f}` is the document's path, `{t}` the
+/// target. dash opens a lone command's redirect itself and forks the writer,
+/// so the shell, not the writer, holds the file last.
+const WRITERS: [&str; 8] = [
+    "cat {f} > {t}",
+    "cat < {f} > {t}",
+    "{ cat {f}; } > {t}",
+    "tee {t} < {f} > /dev/null",
+    "cp {f} {t}",
+    "dd if={f} of={t} status=none",
+    "dd if={f} status=none > {t}",
+    "exec cat {f} > {t}",
+];
+
+/// Builtins: the shell writes and closes the file itself.
+const BUILTINS: [&str; 2] = [
+    "echo \"$(cat {f})\" > {t}",
+    "printf '%s\\n' \"$(cat {f})\" > {t}",
+];
+
+fn run_in(m: &Mount, shell: &str, form: &str, f: &str, target: &str) -> std::process::Output {
+    let script = form.replace("{f}", f).replace("{t}", target);
+    std::process::Command::new(shell)
+        .arg("-c")
+        .arg(&script)
+        .current_dir(m.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_document_cut_short_fails_the_writers_exit_status_in_every_shell() {
+    let m = Mount::new("test:///default");
+    let dir = TempDir::new("forms");
+    let f = write_file(&dir, "cut.xml", "<domain type='test'>\n<name>cut</name>\n");
+    for shell in ["/bin/dash", "/bin/bash"] {
+        for form in WRITERS {
+            let out = run_in(&m, shell, form, &f, "define");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{shell} -c '{form}' exited 0");
+            assert_errno(&err, libc::EINVAL);
+            assert!(
+                m.value("last_error").contains("root element closed"),
+                "{shell} -c '{form}': {}",
+                m.value("last_error")
+            );
+            assert!(!m.path().join("cut").exists(), "{shell} -c '{form}'");
+        }
+    }
+    m.assert_alive();
+}
+
+#[test]
+fn a_rejected_document_fails_every_shell_form_and_changes_nothing() {
+    let m = Mount::new("test:///default");
+    let dir = TempDir::new("forms");
+    // Complete, but a domain needs its memory.
+    let f = write_file(
+        &dir,
+        "bad.xml",
+        "<domain type='test'><name>bad</name></domain>\n",
+    );
+    let before = m.cat("test/xml");
+    for shell in ["/bin/dash", "/bin/bash"] {
+        for form in WRITERS.iter().chain(&BUILTINS) {
+            for target in ["define", "create", "test/xml"] {
+                let out = run_in(&m, shell, form, &f, target);
+                assert!(
+                    !out.status.success(),
+                    "{shell} -c '{form}' into {target} exited 0"
+                );
+                assert!(!m.path().join("bad").exists(), "{shell} -c '{form}'");
+            }
+        }
+    }
+    assert_eq!(m.cat("test/xml"), before);
+    m.assert_alive();
+}
+
+#[test]
+fn a_good_document_is_applied_once_by_every_shell_form() {
+    let m = Mount::new("test:///default");
+    let dir = TempDir::new("forms");
+    let mut n = 0;
+    for shell in ["/bin/dash", "/bin/bash"] {
+        for form in WRITERS.iter().chain(&BUILTINS) {
+            n += 1;
+            let name = format!("d{n}");
+            let f = write_file(
+                &dir,
+                &format!("{name}.xml"),
+                &format!(
+                    "<domain type='test'><name>{name}</name><memory>65536</memory>\
+                     <os><type>hvm</type></os></domain>\n"
+                ),
+            );
+            // create a second time would fail (the domain exists) and be
+            // logged a second time.
+            let out = run_in(&m, shell, form, &f, "create");
+            assert!(
+                out.status.success(),
+                "{shell} -c '{form}': {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(m.value(&format!("{name}/state")), "running");
+            let applied = format!("{name}: defined from written XML");
+            assert_eq!(
+                m.log_text().matches(&applied).count(),
+                1,
+                "{shell} -c '{form}'"
+            );
+        }
+    }
+    assert!(!m.log_text().contains("nothing was applied"));
+    m.assert_alive();
+}

@@ -7,7 +7,7 @@ use super::tree::{
     DomFile, Node, SchedKnob, VcpuFile, DEVICES_DIR, ROOT_INO, SCHED_DIR, STATS_DIR, VCPU_DIR,
     WAIT_DIR,
 };
-use super::{feed, lock, names, DomFs, Entries, Listing, MAX_REFS, TTL, TTL_NONE};
+use super::{feed, lock, names, DomFs, Entries, Lengths, Listing, MAX_REFS, TTL, TTL_NONE};
 use crate::error::{Error, Result};
 use crate::model::{DomainId, Operation, State, Uuid};
 use fuser::{FileAttr, FileType};
@@ -364,31 +364,39 @@ impl DomFs {
     /// domain came since (and the domain is still there). Only for values
     /// that change with an event alone (`feed::watchable`).
     pub(super) fn known_size(&self, node: Node) -> Result<Option<u64>> {
-        let Some(uuid) = node.domain().filter(|_| feed::watchable(node)) else {
+        let Some((uuid, at)) = feed::watched_place(node) else {
             return Ok(None);
         };
         let generation = self.feed.generation(uuid);
         let known = lock(&self.sizes)
-            .get(&node)
-            .filter(|(g, _)| *g == generation)
-            .map(|(_, len)| *len);
+            .get(&uuid)
+            .filter(|l| l.generation == generation)
+            .and_then(|l| l.len.get(at).copied())
+            .filter(|len| *len != Lengths::UNKNOWN);
         if known.is_some() {
             self.domain(uuid)?;
         }
-        Ok(known)
+        Ok(known.map(u64::from))
     }
 
     /// The snapshot a read of `node` serves; its length is remembered for
     /// `stat` (see `known_size`).
     pub(super) fn content(&self, node: Node) -> Result<String> {
-        let generation = node.domain().map(|u| self.feed.generation(u));
+        let place = feed::watched_place(node).map(|(u, at)| (u, at, self.feed.generation(u)));
         let text = self.build(node)?;
-        if let Some(g) = generation.filter(|_| feed::watchable(node)) {
+        if let Some((uuid, at, g)) = place {
             let mut sizes = lock(&self.sizes);
-            if sizes.len() >= MAX_REFS {
+            if sizes.len() >= MAX_REFS && !sizes.contains_key(&uuid) {
                 sizes.clear();
             }
-            sizes.insert(node, (g, text.len() as u64));
+            let l = sizes.entry(uuid).or_insert_with(|| Lengths::new(g));
+            // A build that began before a newer one was stored is stale.
+            if g > l.generation {
+                *l = Lengths::new(g);
+            }
+            if let Some(len) = l.len.get_mut(at).filter(|_| g == l.generation) {
+                *len = u32::try_from(text.len()).unwrap_or(Lengths::UNKNOWN);
+            }
         }
         Ok(text)
     }

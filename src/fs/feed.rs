@@ -43,22 +43,35 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// change only with an event; the others (`cpu_time`, `info`, `last_error`)
 /// change without one and are always ready.
 pub fn watchable(node: Node) -> bool {
-    matches!(
-        node,
-        Node::File(
-            _,
-            DomFile::Xml
-                | DomFile::InactiveXml
-                | DomFile::State
-                | DomFile::Control
-                | DomFile::Id
-                | DomFile::Uuid
-                | DomFile::OsType
-                | DomFile::Vcpus
-                | DomFile::Memory
-                | DomFile::MaxMemory
-        )
-    )
+    watched_place(node).is_some()
+}
+
+/// How many domain files change with an event alone (see `watched_place`).
+pub const WATCHABLE: usize = 10;
+
+/// A watchable node's domain and its place among the `WATCHABLE` files.
+pub fn watched_place(node: Node) -> Option<(Uuid, usize)> {
+    let Node::File(u, f) = node else {
+        return None;
+    };
+    let at = match f {
+        DomFile::Xml => 0,
+        DomFile::InactiveXml => 1,
+        DomFile::State => 2,
+        DomFile::Control => 3,
+        DomFile::Id => 4,
+        DomFile::Uuid => 5,
+        DomFile::OsType => 6,
+        DomFile::Vcpus => 7,
+        DomFile::Memory => 8,
+        DomFile::MaxMemory => 9,
+        DomFile::CpuTime
+        | DomFile::Info
+        | DomFile::LastError
+        | DomFile::MaxVcpus
+        | DomFile::Autostart => return None,
+    };
+    Some((u, at))
 }
 
 /// One open `events` file. Offsets are its own: offset 0 is the first byte
@@ -635,6 +648,19 @@ pub fn run(feed: Arc<Feed>, inodes: Arc<Mutex<InodeTable>>, d: Arc<Dispatcher>, 
 mod tests {
     use super::*;
     use crate::model::{DomainId, StopReason};
+
+    #[test]
+    fn each_watchable_file_has_a_place_of_its_own() {
+        let u = Uuid([1; 16]);
+        let places: Vec<usize> = DomFile::ALL
+            .iter()
+            .filter_map(|f| watched_place(Node::File(u, *f)).map(|(_, at)| at))
+            .collect();
+        let mut sorted = places.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..WATCHABLE).collect::<Vec<_>>(), "{places:?}");
+        assert_eq!(watched_place(Node::Domain(u)), None);
+    }
 
     #[test]
     fn lines_name_time_event_domain_id_uuid_and_reason() {

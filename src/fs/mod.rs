@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::model::{DomainRef, State, Uuid};
 use crate::sync::lock;
 use command::CommandBuf;
-use document::Document;
+use document::{Document, Progress};
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -87,12 +87,34 @@ pub struct DomFs {
     /// Domain references by UUID, so a warm read costs the one request
     /// for its value, not a lookup as well (see `domain`).
     refs: Mutex<HashMap<Uuid, CachedRef>>,
-    /// The length each value file had when last built, with the domain's
-    /// generation then: a `stat` (the kernel's lookup before each `cat`)
-    /// answers from it while no event came, instead of building the value.
-    sizes: Mutex<HashMap<Node, (u64, u64)>>,
+    /// The length each watchable value had when last built, per domain: a
+    /// `stat` (the kernel's lookup before each `cat`) answers from it while
+    /// no event came, instead of building the value.
+    sizes: Mutex<HashMap<Uuid, Lengths>>,
     /// Which session workers read the device (see `pool`).
     pool: pool::Pool,
+}
+
+/// The lengths of one domain's watchable values as last built, all at one
+/// generation of the domain: a newer one forgets them. One entry of 64 bytes
+/// a domain (a map keyed by node held one of 48 per file: 3 MiB at 10,000
+/// domains with two values read of each).
+struct Lengths {
+    generation: u64,
+    /// By place (`feed::watched_place`); [`Lengths::UNKNOWN`] for a value not
+    /// built at this generation.
+    len: [u32; feed::WATCHABLE],
+}
+
+impl Lengths {
+    const UNKNOWN: u32 = u32::MAX;
+
+    fn new(generation: u64) -> Lengths {
+        Lengths {
+            generation,
+            len: [Lengths::UNKNOWN; feed::WATCHABLE],
+        }
+    }
 }
 
 /// A domain reference as a lookup gave it, valid while the domain's
@@ -128,7 +150,7 @@ enum Handle {
         generation: u64,
         input: Input,
         /// The process that opened the file: when it closes an incomplete
-        /// document, the close fails (see `flush`).
+        /// document, the close fails (see `flush`), as does a writer's.
         opener: u32,
         /// Opened by a user other than root and the mount's owner: secrets
         /// are left out of what it reads (see `content::for_others`).
@@ -147,14 +169,68 @@ enum Handle {
 enum Input {
     None,
     Commands(CommandBuf),
-    Document(Document),
+    Document(DocInput),
+}
+
+/// A document being gathered, and who must hear that it is incomplete.
+#[derive(Default)]
+struct DocInput {
+    doc: Document,
+    /// Processes that wrote to this open file and have not closed it since.
+    /// Each one's close fails while the document is incomplete: a shell that
+    /// opens a redirect itself and forks the writer (dash, for
+    /// `cat f > x`) closes the file last with `dup2`, whose close error the
+    /// kernel drops, so only the writer's own close can carry it.
+    writers: Vec<u32>,
+    /// The document's length when it was last reported incomplete: one state
+    /// is logged once, however many closes fail with it.
+    reported: Option<usize>,
+}
+
+/// Writers remembered per open file at most (each close forgets its own).
+const MAX_WRITERS: usize = 64;
+
+impl DocInput {
+    /// Remembers `pid` as a writer whose close must hear of an incomplete
+    /// document.
+    fn wrote(&mut self, pid: u32) {
+        if !self.writers.contains(&pid) && self.writers.len() < MAX_WRITERS {
+            self.writers.push(pid);
+        }
+    }
+
+    /// At a close by `pid`: the length of the incomplete document it must
+    /// fail with, and whether that state is new to the log. The opener and
+    /// every process that wrote hear it; others sharing the file (a shell
+    /// that never wrote) may still be followed by more.
+    fn close_by(&mut self, pid: u32, opener: u32) -> Option<(usize, bool)> {
+        let wrote = match self.writers.iter().position(|&p| p == pid) {
+            Some(i) => {
+                self.writers.swap_remove(i);
+                true
+            }
+            None => false,
+        };
+        if !(wrote || pid == opener) || self.doc.progress() != Progress::Incomplete {
+            return None;
+        }
+        let len = self.doc.bytes().len();
+        Some((len, self.reported.replace(len) != Some(len)))
+    }
+
+    /// At the last close: the length of a document left incomplete that no
+    /// close has reported yet.
+    fn unreported(&self) -> Option<usize> {
+        let len = self.doc.bytes().len();
+        (self.doc.progress() == Progress::Incomplete && self.reported != Some(len)).then_some(len)
+    }
 }
 
 impl Input {
     fn for_node(node: Node) -> Input {
         match node.write_kind() {
             Some(WriteKind::Command) => Input::Commands(CommandBuf::default()),
-            Some(WriteKind::Document) => Input::Document(Document::default()),
+            Some(WriteKind::Document) => Input::Document(DocInput::default()),
             None => Input::None,
         }
     }
@@ -185,6 +261,7 @@ impl DomFs {
         // What connecting loaded and let go (a host's whole document).
         sys::release_free_memory();
         sys::one_arena();
+        sys::fixed_thresholds();
         DomFs {
             dispatch,
             settings,

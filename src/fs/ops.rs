@@ -36,11 +36,11 @@ impl DomFs {
     /// write) and meet the same refusal, not an out-of-order one.
     fn forget_document(&self, fh: FileHandle) {
         if let Some(Handle::File {
-            input: Input::Document(doc),
+            input: Input::Document(d),
             ..
         }) = lock(&self.handles).get_mut(&fh.0)
         {
-            *doc = super::document::Document::default();
+            d.doc = super::document::Document::default();
         }
     }
 
@@ -150,8 +150,12 @@ impl DomFs {
         }
     }
 
-    /// Reports a document that ended before its root element closed.
-    fn incomplete(&self, node: Node, len: usize) -> Errno {
+    /// Reports a document that ended before its root element closed; only
+    /// its errno when that state was reported already.
+    fn incomplete(&self, node: Node, len: usize, new: bool) -> Errno {
+        if !new {
+            return Errno::EINVAL;
+        }
         let (scope, what) = self.describe(node);
         let e = Error::invalid(format!(
             "the document ended before its root element closed ({len} bytes); nothing was applied"
@@ -693,8 +697,12 @@ impl Filesystem for DomFs {
                             .write(data)
                             .map(|line| line.map_or(Pending::Nothing, Pending::Command))
                             .map_err(|m| (Error::invalid(m), false)),
-                        Input::Document(doc) => match doc.write(offset, data) {
-                            Ok(Progress::Complete) => Ok(Pending::Document(doc.bytes().to_vec())),
+                        Input::Document(d) => match d.doc.write(offset, data) {
+                            Ok(Progress::Complete) => Ok(Pending::Document(d.doc.bytes().to_vec())),
+                            Ok(Progress::Incomplete) => {
+                                d.wrote(req.pid());
+                                Ok(Pending::Nothing)
+                            }
                             Ok(_) => Ok(Pending::Nothing),
                             Err(e) => Err((Error::invalid(e.to_string()), e == DocError::TooBig)),
                         },
@@ -731,10 +739,12 @@ impl Filesystem for DomFs {
 
     /// At each close: a last command written without its newline is applied
     /// now, and its failure is the close's. A document still incomplete when
-    /// the process that opened the file closes it fails that close (`cp` of
-    /// a truncated file); closes by other processes sharing the file (each
-    /// part of `{ cat a; cat b; } > define`) pass, since more may follow.
-    /// Either way the document stays, so later writes may complete it.
+    /// the process that opened the file, or one that wrote to it, closes it
+    /// fails that close (`cp` of a truncated file; `cat part > define` under
+    /// dash, where the shell opens and cat writes). A close by a process that
+    /// only shares the file passes. Either way the document stays, so later
+    /// writes may complete it (`{ cat a; cat b; } > define`, whose first cat
+    /// hears that what it left was incomplete).
     fn flush(
         &self,
         req: &Request,
@@ -752,12 +762,12 @@ impl Filesystem for DomFs {
             }) => buf.finish().map(|line| (*node, Ok(line))),
             Some(Handle::File {
                 node,
-                input: Input::Document(doc),
+                input: Input::Document(d),
                 opener,
                 ..
-            }) if *opener == req.pid() && doc.progress() == Progress::Incomplete => {
-                Some((*node, Err(doc.bytes().len())))
-            }
+            }) => d
+                .close_by(req.pid(), *opener)
+                .map(|(len, new)| (*node, Err((len, new)))),
             _ => None,
         };
         self.watcher().guard(
@@ -765,7 +775,7 @@ impl Filesystem for DomFs {
             reply,
             || match pending {
                 Some((node, Ok(line))) => self.run_pending(node, Pending::Command(line)),
-                Some((node, Err(len))) => Err(self.incomplete(node, len)),
+                Some((node, Err((len, new)))) => Err(self.incomplete(node, len, new)),
                 None => Ok(()),
             },
             |reply, result| match result {
@@ -793,10 +803,12 @@ impl Filesystem for DomFs {
         match handle {
             Some(Handle::File {
                 node,
-                input: Input::Document(doc),
+                input: Input::Document(d),
                 ..
-            }) if doc.progress() == Progress::Incomplete => {
-                self.incomplete(node, doc.bytes().len());
+            }) => {
+                if let Some(len) = d.unreported() {
+                    self.incomplete(node, len, true);
+                }
             }
             Some(Handle::Events) => self.feed.close_reader(fh.0),
             _ => {}

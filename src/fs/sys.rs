@@ -27,3 +27,24 @@ pub fn one_arena() {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
+
+/// Fixes the sizes past which the C allocator maps a block of its own and
+/// gives free memory at the heap's end back. By default both thresholds
+/// rise with the largest mapped block freed: loading a host frees blocks
+/// of many MiB, after which every block up to that size comes from the
+/// heap. Then fuser's receive buffer per worker (16 MiB each, touched only
+/// as far as requests reach) lies at the heap's end, so nothing under it
+/// is ever given back, and a listing's entries or a growing map's old table,
+/// once freed, stay resident as holes between live blocks.
+pub fn fixed_thresholds() {
+    // SAFETY: as in `one_arena`: two integers, the allocator's own settings.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    }
+}
+
+/// Blocks this large and larger get a mapping of their own.
+const MMAP_THRESHOLD: i32 = 128 * 1024;
+/// Free memory past this at the heap's end is given back.
+const TRIM_THRESHOLD: i32 = 256 * 1024;

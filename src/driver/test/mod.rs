@@ -97,8 +97,10 @@ struct Live {
     /// When the domain last entered a state that consumes CPU.
     running_since: Option<Instant>,
     /// vCPU pinning, by vCPU number; a vCPU without one may run anywhere.
-    /// Live only, as libvirt's `vcpupin` without `--config`.
-    pins: HashMap<u32, CpuSet>,
+    /// Live only, as libvirt's `vcpupin` without `--config`. A list, not a
+    /// map: a domain has a few dozen vCPUs at most, and an empty map took 48
+    /// bytes of every running domain (480 KiB at 10,000), a list 24.
+    pins: Vec<(u32, CpuSet)>,
 }
 
 impl Live {
@@ -111,7 +113,7 @@ impl Live {
             memory_kib: None,
             cpu_ns: 0,
             running_since: Some(Instant::now()),
-            pins: HashMap::new(),
+            pins: Vec::new(),
         }
     }
 
@@ -913,7 +915,7 @@ impl Driver for TestDriver {
         Ok((0..count)
             .map(|number| match &d.live {
                 Some(live) => {
-                    let pin = live.pins.get(&number);
+                    let pin = live.pins.iter().find(|(n, _)| *n == number).map(|(_, c)| c);
                     VcpuInfo {
                         number,
                         state: VcpuState::Running,
@@ -953,7 +955,10 @@ impl Driver for TestDriver {
                 )));
             }
             if let Some(live) = d.live.as_mut() {
-                live.pins.insert(vcpu, cpus);
+                match live.pins.iter_mut().find(|(n, _)| *n == vcpu) {
+                    Some((_, pin)) => *pin = cpus,
+                    None => live.pins.push((vcpu, cpus)),
+                }
             }
             Ok(Some(EventKind::VcpusChanged))
         })
