@@ -169,56 +169,13 @@ fn free_memory_of_the_node_and_of_each_cell() {
     m.sh_fails("cat node/cells/00/free_memory", libc::ENOENT);
 }
 
-/// One vCPU as virsh shows it: host CPU (-1 for N/A), state and affinity.
-#[derive(Debug, PartialEq)]
-struct Vcpu {
-    cpu: String,
-    state: String,
-    affinity: String,
-}
-
-/// `vcpuinfo` and `vcpupin` after `steps`, per vCPU, with virsh's words
-/// put as the files put them ("N/A" CPU is -1, "N/A" state offline).
+/// `vcpuinfo` and `vcpupin` of `test` after `steps`.
 fn virsh_vcpus(steps: &str) -> Vec<Vcpu> {
-    let info = virsh_ok(&format!("{steps} vcpuinfo test"));
-    let pins = virsh_ok(&format!("{steps} vcpupin test"));
-    let affinity: Vec<String> = pins
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            w.next()?.parse::<u32>().ok()?;
-            w.next().map(str::to_string)
-        })
-        .collect();
-    info.split("\n\n")
-        .filter(|b| b.contains("VCPU:"))
-        .zip(affinity)
-        .map(|(block, affinity)| {
-            let cpu = virsh_field(block, "CPU:");
-            let state = virsh_field(block, "State:");
-            Vcpu {
-                cpu: if cpu == "N/A" { "-1".into() } else { cpu },
-                state: if state == "N/A" {
-                    "offline".into()
-                } else {
-                    state
-                },
-                affinity,
-            }
-        })
-        .collect()
+    common::virsh_vcpus(URI, "test", steps)
 }
 
 fn domfs_vcpus(m: &Mount) -> Vec<Vcpu> {
-    let listed = m.sh_ok("ls test/vcpu");
-    listed
-        .lines()
-        .map(|n| Vcpu {
-            cpu: m.value(&format!("test/vcpu/{n}/cpu")),
-            state: m.value(&format!("test/vcpu/{n}/state")),
-            affinity: m.value(&format!("test/vcpu/{n}/affinity")),
-        })
-        .collect()
+    common::domfs_vcpus(m, "test")
 }
 
 #[test]

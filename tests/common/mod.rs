@@ -335,3 +335,57 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS in the status")
 }
+
+/// One vCPU as virsh shows it: host CPU (-1 for N/A), state and affinity.
+#[derive(Debug, PartialEq)]
+pub struct Vcpu {
+    pub cpu: String,
+    pub state: String,
+    pub affinity: String,
+}
+
+/// `vcpuinfo DOM` and `vcpupin DOM` after `steps` (one virsh session), per
+/// vCPU, with virsh's words put as the files put them ("N/A" CPU is -1,
+/// "N/A" state offline).
+pub fn virsh_vcpus(uri: &str, dom: &str, steps: &str) -> Vec<Vcpu> {
+    let info = virsh(uri, &[&format!("{steps} vcpuinfo {dom}")]);
+    let pins = virsh(uri, &[&format!("{steps} vcpupin {dom}")]);
+    let affinity: Vec<String> = pins
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            w.next()?.parse::<u32>().ok()?;
+            w.next().map(str::to_string)
+        })
+        .collect();
+    info.split("\n\n")
+        .filter(|b| b.contains("VCPU:"))
+        .zip(affinity)
+        .map(|(block, affinity)| {
+            let cpu = virsh_field(block, "CPU:");
+            let state = virsh_field(block, "State:");
+            Vcpu {
+                cpu: if cpu == "N/A" { "-1".into() } else { cpu },
+                state: if state == "N/A" {
+                    "offline".into()
+                } else {
+                    state
+                },
+                affinity,
+            }
+        })
+        .collect()
+}
+
+/// The same from the mount's `DOM/vcpu/N/*`.
+pub fn domfs_vcpus(m: &Mount, dom: &str) -> Vec<Vcpu> {
+    let listed = m.sh_ok(&format!("ls {dom}/vcpu"));
+    listed
+        .lines()
+        .map(|n| Vcpu {
+            cpu: m.value(&format!("{dom}/vcpu/{n}/cpu")),
+            state: m.value(&format!("{dom}/vcpu/{n}/state")),
+            affinity: m.value(&format!("{dom}/vcpu/{n}/affinity")),
+        })
+        .collect()
+}

@@ -63,12 +63,24 @@ const DEFAULT_DOMAIN: &str = "<domain type='test'>
 /// Every domain of a host starts running, as in libvirt.
 pub struct HostSpec {
     pub node: NodeInfo,
+    /// Free memory of each NUMA cell (KiB). libvirt's default host has two;
+    /// a host file has none (libvirt 9 shows `<cells num='0'>` for its
+    /// example host, which gives `<nodes>` but no cells).
+    pub cells_kib: Vec<u64>,
     pub domains: Vec<DomainDef>,
 }
+
+/// The NUMA cells of libvirt's default test host, their sizes in KiB (2
+/// and 4 GiB). Its `nodeGetCellsFreeMemory` answers these numbers as bytes,
+/// and its `nodeGetFreeMemory` the node's memory in KiB as bytes; domfs
+/// answers the same, so `node/cells/N/free_memory` and `virsh freecell`
+/// agree. A host file without cells has none (see `HostSpec::cells_kib`).
+const DEFAULT_CELLS_KIB: [u64; 2] = [2 * 1024 * 1024, 4 * 1024 * 1024];
 
 pub fn default_host() -> Result<HostSpec> {
     Ok(HostSpec {
         node: default_node(),
+        cells_kib: DEFAULT_CELLS_KIB.to_vec(),
         domains: vec![DomainDef::parse(DEFAULT_DOMAIN)?],
     })
 }
@@ -113,7 +125,11 @@ pub fn parse_host(text: &str, path: &Path) -> Result<HostSpec> {
             ),
         }
     }
-    Ok(HostSpec { node, domains })
+    Ok(HostSpec {
+        node,
+        cells_kib: Vec::new(),
+        domains,
+    })
 }
 
 fn load_domain(el: Element, part: &Part, dir: &Path, host: &Path) -> Result<DomainDef> {

@@ -30,13 +30,6 @@ use std::time::Instant;
 
 pub use host::{default_host, load_host_file, HostSpec};
 
-/// The NUMA cells of libvirt's test driver, their sizes in KiB (2 and 4
-/// GiB), for every host. Its `nodeGetCellsFreeMemory` answers these numbers
-/// as bytes, and its `nodeGetFreeMemory` the node's memory in KiB as bytes;
-/// domfs answers the same, so `node/cells/N/free_memory` and `virsh
-/// freecell` agree.
-const CELLS_KIB: [u64; 2] = [2 * 1024 * 1024, 4 * 1024 * 1024];
-
 /// The CPUs a vCPU may be pinned to: libvirt's test driver's CPU map
 /// (`nodeGetCPUMap`, what `virsh nodecpumap` shows) has 8, whatever the
 /// node info counts.
@@ -58,6 +51,7 @@ pub struct TestDriver {
 /// lookup costs the same however many domains the host has.
 struct Host {
     node: NodeInfo,
+    cells_kib: Vec<u64>,
     domains: Vec<TestDomain>,
     by_uuid: HashMap<Uuid, usize>,
     by_name: HashMap<String, usize>,
@@ -367,6 +361,7 @@ impl TestDriver {
         let n = spec.domains.len();
         let mut host = Host {
             node: spec.node,
+            cells_kib: spec.cells_kib,
             domains: Vec::with_capacity(n),
             by_uuid: HashMap::with_capacity(n),
             by_name: HashMap::with_capacity(n),
@@ -839,7 +834,8 @@ impl Driver for TestDriver {
     }
 
     fn node_capabilities(&self) -> Result<String> {
-        Ok(api::capabilities(&self.host().node, &CELLS_KIB))
+        let host = self.host();
+        Ok(api::capabilities(&host.node, &host.cells_kib))
     }
 
     fn core_dump(&self, dom: &DomainRef, path: &Path) -> Result<()> {
@@ -893,17 +889,25 @@ impl Driver for TestDriver {
         })
     }
 
+    /// As libvirt's test driver answers: what the node's memory gives on
+    /// its default host, and 0 on a host without NUMA cells (libvirt sums
+    /// its cells' free memory; virsh reports that 0 as an error).
     fn node_free_memory(&self) -> Result<u64> {
-        Ok(self.host().node.memory_kib)
+        let host = self.host();
+        Ok(if host.cells_kib.is_empty() {
+            0
+        } else {
+            host.node.memory_kib
+        })
     }
 
     fn node_cells_free_memory(&self) -> Result<Vec<u64>> {
-        Ok(CELLS_KIB.to_vec())
+        Ok(self.host().cells_kib.clone())
     }
 
     /// As libvirt's test driver answers: every vCPU of an active domain
-    /// is running, on the last CPU it may use (the node's last CPU while
-    /// unpinned); its time is the domain's shared evenly (libvirt reports
+    /// is running, on the last CPU it may use (the topology's last CPU
+    /// while unpinned); its time is the domain's shared evenly (libvirt reports
     /// the wall clock). A shut-off domain's vCPUs are offline.
     fn domain_vcpu_info(&self, dom: &DomainRef) -> Result<Vec<VcpuInfo>> {
         let host = self.host();
@@ -911,7 +915,11 @@ impl Driver for TestDriver {
         let def = d.current_fields().basics();
         let count = def.current_vcpus.unwrap_or(def.vcpus);
         let anywhere = CpuSet::first(PINNABLE_CPUS);
-        let last_cpu = host.node.cpus.saturating_sub(1);
+        // libvirt's VIR_NODEINFO_MAXCPUS: the topology's product, which
+        // may differ from the active count (libvirt's example host: 50
+        // active of 4 x 4 x 4 x 2 = 128).
+        let n = &host.node;
+        let last_cpu = (n.nodes * n.sockets * n.cores * n.threads).saturating_sub(1);
         Ok((0..count)
             .map(|number| match &d.live {
                 Some(live) => {
