@@ -170,6 +170,30 @@ fn statistics_dump_and_devices_follow_virsh() {
                 .collect();
             assert_eq!(ours, their_keys, "{dom} {t}: {theirs}");
         }
+        // Interface statistics likewise, under the names domiflist gives.
+        let ifaces = virsh(&uri, &[&format!("domiflist {dom}")]);
+        let ifaces: Vec<&str> = ifaces
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let ours = m.sh_ok(&format!("ls {dom}/stats/net"));
+        assert_eq!(ours.lines().collect::<Vec<_>>(), ifaces, "{dom}");
+        for i in &ifaces {
+            let theirs = virsh(&uri, &[&format!("domifstat {dom} {i}")]);
+            let their_keys: Vec<String> = theirs
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.len() == 3).then(|| f[1].to_string())
+                })
+                .collect();
+            let ours: Vec<String> = pairs(&m.cat(&format!("{dom}/stats/net/{i}")))
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            assert_eq!(ours, their_keys, "{dom} {i}: {theirs}");
+        }
         // A core dump to an absolute path, as virsh dump writes one.
         let ours = dir.path().join(format!("{dom}.core"));
         m.echo_ok(

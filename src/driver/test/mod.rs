@@ -14,7 +14,7 @@ use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Bus;
 use crate::model::limits;
-use crate::model::xml::LifecycleAction;
+use crate::model::xml::{Element, LifecycleAction, Node};
 use crate::model::{
     BlockStats, CpuSet, DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor,
     InterfaceStats, NodeInfo, SchedParam, State, Uuid, VcpuInfo, VcpuState, Version,
@@ -445,6 +445,55 @@ fn normalize(def: &mut DomainDef) {
     let max = b.memory_kib;
     let current = b.current_memory_kib.unwrap_or(max).min(max);
     def.set_memory_both(max, Some(current));
+    name_interfaces(def);
+}
+
+/// Gives each `<interface>` without `<target dev=…>` the first free name
+/// `testnetN`, as libvirt's test driver does when it takes a definition
+/// (its `testDomainGenerateIfnames`): what `domiflist` and `domifstat` use.
+fn name_interfaces(def: &mut DomainDef) {
+    let unnamed = |e: &Element| {
+        e.name == "interface" && e.child("target").and_then(|t| t.attr("dev")).is_none()
+    };
+    let Some(devices) = def.root().child("devices") else {
+        return;
+    };
+    if !devices.elements().any(unnamed) {
+        return;
+    }
+    let mut used: Vec<String> = devices
+        .elements()
+        .filter(|e| e.name == "interface")
+        .filter_map(|e| {
+            e.child("target")
+                .and_then(|t| t.attr("dev"))
+                .map(str::to_string)
+        })
+        .collect();
+    let mut root = def.root().clone();
+    if let Some(devices) = root.child_mut("devices") {
+        for node in devices.children.iter_mut() {
+            let Node::Element(e) = node else { continue };
+            if !unnamed(e) {
+                continue;
+            }
+            let Some(name) = (0..1024)
+                .map(|n| format!("testnet{n}"))
+                .find(|n| !used.contains(n))
+            else {
+                return;
+            };
+            e.children
+                .retain(|c| !matches!(c, Node::Element(t) if t.name == "target"));
+            let mut target = Element::new("target");
+            target.set_attr("dev", &name);
+            e.children.push(Node::Element(target));
+            used.push(name);
+        }
+    }
+    if let Ok(named) = DomainDef::from_tree(root) {
+        *def = named;
+    }
 }
 
 fn lifecycle_running(action: Option<LifecycleAction>) -> bool {
