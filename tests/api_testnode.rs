@@ -144,56 +144,10 @@ fn statistics_dump_and_devices_follow_virsh() {
     let m = Mount::new(&uri);
     let dir = TempDir::new("testnode-dump");
     for dom in DOMAINS {
-        // Block statistics under the disk targets virsh names, with its keys.
-        let targets = virsh(&uri, &[&format!("domblklist {dom}")]);
-        let targets: Vec<&str> = targets
-            .lines()
-            .skip(2)
-            .filter_map(|l| l.split_whitespace().next())
-            .collect();
-        let ours = m.sh_ok(&format!("ls {dom}/stats/block"));
-        let mut sorted = targets.clone();
-        sorted.sort_unstable();
-        assert_eq!(ours.lines().collect::<Vec<_>>(), sorted, "{dom} (ls sorts)");
-        for t in &targets {
-            let theirs = virsh(&uri, &[&format!("domblkstat {dom} {t}")]);
-            let their_keys: Vec<String> = theirs
-                .lines()
-                .filter_map(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    (f.len() == 3).then(|| f[1].to_string())
-                })
-                .collect();
-            let ours: Vec<String> = pairs(&m.cat(&format!("{dom}/stats/block/{t}")))
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect();
-            assert_eq!(ours, their_keys, "{dom} {t}: {theirs}");
-        }
-        // Interface statistics likewise, under the names domiflist gives.
-        let ifaces = virsh(&uri, &[&format!("domiflist {dom}")]);
-        let ifaces: Vec<&str> = ifaces
-            .lines()
-            .skip(2)
-            .filter_map(|l| l.split_whitespace().next())
-            .collect();
-        let ours = m.sh_ok(&format!("ls {dom}/stats/net"));
-        assert_eq!(ours.lines().collect::<Vec<_>>(), ifaces, "{dom}");
-        for i in &ifaces {
-            let theirs = virsh(&uri, &[&format!("domifstat {dom} {i}")]);
-            let their_keys: Vec<String> = theirs
-                .lines()
-                .filter_map(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    (f.len() == 3).then(|| f[1].to_string())
-                })
-                .collect();
-            let ours: Vec<String> = pairs(&m.cat(&format!("{dom}/stats/net/{i}")))
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect();
-            assert_eq!(ours, their_keys, "{dom} {i}: {theirs}");
-        }
+        // Block and interface statistics under the names virsh lists, with
+        // its keys.
+        same_stats(&m, &uri, dom, "domblklist", "domblkstat", "block");
+        same_stats(&m, &uri, dom, "domiflist", "domifstat", "net");
         // A core dump to an absolute path, as virsh dump writes one.
         let ours = dir.path().join(format!("{dom}.core"));
         m.echo_ok(
@@ -227,6 +181,35 @@ fn statistics_dump_and_devices_follow_virsh() {
         }
         m.echo_fails(disk, &format!("{dom}/devices/attach"), libc::EOPNOTSUPP);
         m.echo_fails(disk, &format!("{dom}/devices/detach"), libc::EOPNOTSUPP);
+    }
+}
+
+/// The devices `virsh LIST DOM` names are the mount's `DOM/stats/DIR/*`
+/// (`ls` sorts them), each with the keys of `virsh STAT DOM DEVICE`.
+fn same_stats(m: &Mount, uri: &str, dom: &str, list: &str, stat: &str, dir: &str) {
+    let listed = virsh(uri, &[&format!("{list} {dom}")]);
+    let mut names: Vec<&str> = listed
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    names.sort_unstable();
+    let ours = m.sh_ok(&format!("ls {dom}/stats/{dir}"));
+    assert_eq!(ours.lines().collect::<Vec<_>>(), names, "{dom} {dir}");
+    for n in &names {
+        let theirs = virsh(uri, &[&format!("{stat} {dom} {n}")]);
+        let their_keys: Vec<String> = theirs
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 3).then(|| f[1].to_string())
+            })
+            .collect();
+        let ours: Vec<String> = pairs(&m.cat(&format!("{dom}/stats/{dir}/{n}")))
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(ours, their_keys, "{dom} {n}: {theirs}");
     }
 }
 
