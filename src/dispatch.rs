@@ -103,8 +103,7 @@ mod checks {
     /// A device fragment must be one `<disk>` or `<interface>` element
     /// (the devices the Xen-era API attaches), well formed.
     pub fn device_xml((_, xml): (&&DomainRef, &&str)) -> Result<()> {
-        let root = crate::model::xml::parse_tree(xml)
-            .map_err(|e| Error::invalid(format!("the device XML does not parse: {e}")))?;
+        let root = crate::driver::parse_device(xml)?;
         match root.name.as_str() {
             "disk" | "interface" => Ok(()),
             other => Err(Error::invalid(format!(

@@ -24,6 +24,14 @@ use crate::model::{
 use std::fmt;
 use std::path::Path;
 
+/// A device fragment written to `devices/attach` or `devices/detach`, as
+/// a tree: EINVAL with the parser's reason when it is not XML. The
+/// dispatcher's check and the drivers that need the tree share it.
+pub fn parse_device(xml: &str) -> Result<crate::model::xml::Element> {
+    crate::model::xml::parse_tree(xml)
+        .map_err(|e| Error::invalid(format!("the device XML does not parse: {e}")))
+}
+
 /// The kinds of driver, for routing tables and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DriverKind {

@@ -4,15 +4,14 @@
 //! libxl itself is called by the driver; nothing here touches the host.
 
 use crate::error::{Error, Result};
-use crate::model::xml::{parse_tree, Element, Node};
+use crate::model::xml::{Element, Node};
 use crate::model::DomainDef;
 
 /// A device fragment that must be one `<disk>` with a `<target dev=…>`:
 /// the element and its target. Not XML is EINVAL; another device is
 /// EOPNOTSUPP (libxl attaches only disks through domfs).
 pub fn one_disk(xml: &str) -> Result<(Element, String)> {
-    let dev = parse_tree(xml)
-        .map_err(|e| Error::invalid(format!("the device XML does not parse: {e}")))?;
+    let dev = crate::driver::parse_device(xml)?;
     if dev.name != "disk" {
         return Err(Error::new(
             crate::error::ErrorKind::NotSupported,

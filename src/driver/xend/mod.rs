@@ -14,9 +14,10 @@ pub mod sxp;
 pub mod to_sxp;
 pub mod to_xml;
 
+use crate::driver::parse_device;
 use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::xml::{parse_tree, Element};
+use crate::model::xml::Element;
 use crate::model::{
     DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, NodeInfo, State, Uuid,
     Version,
@@ -190,11 +191,6 @@ fn set_value(rec: &mut Sexpr, key: &str, value: &str) {
             None => items.push(new),
         }
     }
-}
-
-/// A device fragment written to `devices/attach` or `devices/detach`.
-fn parse_device(xml: &str) -> Result<Element> {
-    parse_tree(xml).map_err(|e| Error::invalid(format!("the device XML does not parse: {e}")))
 }
 
 /// How a device is named in messages: its target or MAC address.
@@ -790,7 +786,7 @@ mod tests {
              (device (vbd (dev xvda) (uname file:/a))) \
              (device (tap (dev 'xvdb:disk') (uname tap:aio:/b))) \
              (device (vif (mac 00:16:3e:00:00:01))) (device (vif (mac 00:16:3e:00:00:02))))");
-        let find = |xml: &str| find_device(&r, &parse_tree(xml).unwrap());
+        let find = |xml: &str| find_device(&r, &parse_device(xml).unwrap());
         let found = |class: &str, reference: &str| Some((class.into(), reference.into()));
         // Disks by target, named by their Xen device number.
         assert_eq!(
@@ -818,7 +814,7 @@ mod tests {
 
     #[test]
     fn attached_devices_are_xends_device_sxp() {
-        let el = |xml: &str| parse_tree(xml).unwrap();
+        let el = |xml: &str| parse_device(xml).unwrap();
         let disk = to_sxp::device_to_sexpr(
             &el("<disk type='file'><source file='/x.img'/><target dev='xvdb'/><readonly/></disk>"),
             false,
