@@ -14,7 +14,7 @@ use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Bus;
 use crate::model::limits;
-use crate::model::xml::{Element, LifecycleAction, Node};
+use crate::model::xml::{parse_tree, Element, LifecycleAction, Node};
 use crate::model::{
     BlockStats, CpuSet, DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor,
     InterfaceStats, NodeInfo, SchedParam, State, Uuid, VcpuInfo, VcpuState, Version,
@@ -452,10 +452,19 @@ fn normalize(def: &mut DomainDef) {
 /// `testnetN`, as libvirt's test driver does when it takes a definition
 /// (its `testDomainGenerateIfnames`): what `domiflist` and `domifstat` use.
 fn name_interfaces(def: &mut DomainDef) {
+    // Most definitions have no interface: looked for in the text, so that
+    // no tree is built (and kept) for them on every load, define and start.
+    let text = def.to_xml();
+    if !text.contains("<interface") {
+        return;
+    }
+    let Ok(mut root) = parse_tree(&text) else {
+        return;
+    };
     let unnamed = |e: &Element| {
         e.name == "interface" && e.child("target").and_then(|t| t.attr("dev")).is_none()
     };
-    let Some(devices) = def.root().child("devices") else {
+    let Some(devices) = root.child_mut("devices") else {
         return;
     };
     if !devices.elements().any(unnamed) {
@@ -470,26 +479,23 @@ fn name_interfaces(def: &mut DomainDef) {
                 .map(str::to_string)
         })
         .collect();
-    let mut root = def.root().clone();
-    if let Some(devices) = root.child_mut("devices") {
-        for node in devices.children.iter_mut() {
-            let Node::Element(e) = node else { continue };
-            if !unnamed(e) {
-                continue;
-            }
-            let Some(name) = (0..1024)
-                .map(|n| format!("testnet{n}"))
-                .find(|n| !used.contains(n))
-            else {
-                return;
-            };
-            e.children
-                .retain(|c| !matches!(c, Node::Element(t) if t.name == "target"));
-            let mut target = Element::new("target");
-            target.set_attr("dev", &name);
-            e.children.push(Node::Element(target));
-            used.push(name);
+    for node in devices.children.iter_mut() {
+        let Node::Element(e) = node else { continue };
+        if !unnamed(e) {
+            continue;
         }
+        let Some(name) = (0..1024)
+            .map(|n| format!("testnet{n}"))
+            .find(|n| !used.contains(n))
+        else {
+            return;
+        };
+        e.children
+            .retain(|c| !matches!(c, Node::Element(t) if t.name == "target"));
+        let mut target = Element::new("target");
+        target.set_attr("dev", &name);
+        e.children.push(Node::Element(target));
+        used.push(name);
     }
     if let Ok(named) = DomainDef::from_tree(root) {
         *def = named;
