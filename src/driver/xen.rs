@@ -6,8 +6,10 @@
 //!
 //! Events: the hypervisor driver reports state changes it polls for
 //! (pauses, crashes, memory and vCPUs), xenstore domains coming and going
-//! and what is written behind domfs's back; xend none (its event channel
-//! is not used).
+//! and what is written behind domfs's back; libxl and xend the starts and
+//! stops made through them, which a pair quicker than xenstore's listings
+//! would otherwise hide. Where two report one start or stop, the change
+//! feed keeps the first (`events::Bus`).
 
 use super::dom0stats;
 use super::hypervisor::{self, HypervisorDriver};

@@ -42,7 +42,31 @@ pub enum EventKind {
     Rebooted,
 }
 
+/// Which way a lifecycle event moves one run of a domain (its UUID with
+/// one id): every run starts once and stops once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    Up,
+    Down,
+}
+
 impl EventKind {
+    /// The edge this event is, if it is one; `Rebooted` is the start of a
+    /// new run that only the restarting driver can tell from a plain start.
+    pub fn edge(self) -> Option<Edge> {
+        match self {
+            EventKind::Started | EventKind::Rebooted => Some(Edge::Up),
+            EventKind::Stopped(_) => Some(Edge::Down),
+            EventKind::Defined
+            | EventKind::Undefined
+            | EventKind::Suspended
+            | EventKind::Resumed
+            | EventKind::ShutdownRequested
+            | EventKind::MemoryChanged
+            | EventKind::VcpusChanged => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Defined => "defined",

@@ -339,7 +339,9 @@ impl LibxlDriver {
         let shared = self.shared.clone();
         self.worker.call("building a domain", SLOW, move |t| {
             let id = launch(t, &def)?;
-            Ok(shared.running(&def, id))
+            let r = shared.running(&def, id);
+            shared.publish(EventKind::Started, &r);
+            Ok(r)
         })
     }
 
@@ -715,6 +717,7 @@ impl Driver for LibxlDriver {
     fn destroy(&self, dom: &DomainRef) -> Result<()> {
         let domid = self.domid(dom)?;
         let name = dom.name.0.clone();
+        let asked = dom.clone();
         let shared = self.shared.clone();
         self.worker.call("destroy", SLOW, move |t| {
             let since = t.ctx.errors_logged();
@@ -722,7 +725,12 @@ impl Driver for LibxlDriver {
                 .destroy(domid)
                 .map_err(|c| failed(t, &format!("destroy of '{name}'"), c, since))?;
             t.unwatch(domid);
-            shared.stopped(domid);
+            // One xl started is not among libxl's own: it is as looked up.
+            let r = shared.stopped(domid).unwrap_or(DomainRef {
+                id: Some(DomainId(domid)),
+                ..asked
+            });
+            shared.publish(EventKind::Stopped(crate::model::StopReason::Destroyed), &r);
             Ok(())
         })
     }
@@ -828,7 +836,9 @@ impl Driver for LibxlDriver {
             let since = t.ctx.errors_logged();
             let restored = t.ctx.restore(&json, &file, stream);
             let id = running(t, restored, &format!("restoring '{name}'"), since)?;
-            Ok(shared.running(&def, id))
+            let r = shared.running(&def, id);
+            shared.publish(EventKind::Started, &r);
+            Ok(r)
         })
     }
 

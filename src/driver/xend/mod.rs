@@ -7,6 +7,13 @@
 //! (conversion), `http` (wire format and transport). This module maps
 //! driver calls to xend resources and xend's replies to the one error type;
 //! it keeps no state of its own, so a restarted xend is simply used again.
+//!
+//! The starts and stops it makes it reports itself, each with the domain's
+//! id (xend's own event channel is not used): xenstore's listings are
+//! compared now and then, and a start and a destroy that both fall between
+//! two of them would be seen by nobody. They are made one at a time, as
+//! xend itself made them (under its `domains_lock`), so that a start and a
+//! destroy racing on one domain reach the feed in the order they happened.
 
 pub mod chr;
 pub mod http;
@@ -17,13 +24,16 @@ pub mod to_xml;
 use crate::driver::parse_device;
 use crate::driver::{Driver, DriverKind, Operation};
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::Bus;
 use crate::model::xml::Element;
 use crate::model::{
-    DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Hypervisor, NodeInfo, State, Uuid,
-    Version,
+    DomainDef, DomainId, DomainInfo, DomainName, DomainRef, Event, EventKind, Hypervisor, NodeInfo,
+    State, StopReason, Uuid, Version,
 };
+use crate::sync::lock;
 use http::{form_encode, percent_encode, Client, Endpoint, Response};
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 use sxp::Sexpr;
 
 /// xend answers 413 to a POST body over this many bytes.
@@ -31,6 +41,9 @@ pub const XEND_MAX_POST: usize = 10000;
 
 pub struct XendDriver {
     client: Client,
+    bus: OnceLock<Bus>,
+    /// Held across a start or stop and its report (see the module doc).
+    lifecycle: Mutex<()>,
 }
 
 /// The state libvirt 0.10.2 derived from a domain record: no domid or
@@ -266,7 +279,28 @@ impl XendDriver {
     }
 
     pub fn with_client(client: Client) -> XendDriver {
-        XendDriver { client }
+        XendDriver {
+            client,
+            bus: OnceLock::new(),
+            lifecycle: Mutex::new(()),
+        }
+    }
+
+    /// Reports a start or stop this driver made; a domain without an id
+    /// (stopped again already) has no run to report.
+    fn publish(&self, kind: EventKind, dom: &DomainRef) {
+        if let (Some(bus), Some(_)) = (self.bus.get(), dom.id) {
+            bus.publish(Event::now(kind, dom.name.as_str(), dom.id, dom.uuid));
+        }
+    }
+
+    /// `op` on a running domain, reported as `kind` with the id it had.
+    fn stop_op(&self, dom: &DomainRef, kind: EventKind, params: &[(&str, &str)]) -> Result<()> {
+        let _one = lock(&self.lifecycle);
+        let was = domain_ref(&self.record_of(dom)?)?;
+        self.domain_op(dom, params)?;
+        self.publish(kind, &was);
+        Ok(())
     }
 
     fn check(what: &str, r: Response) -> Result<Response> {
@@ -389,6 +423,10 @@ impl XendDriver {
 impl Driver for XendDriver {
     fn kind(&self) -> DriverKind {
         DriverKind::Xend
+    }
+
+    fn publish_to(&self, bus: Bus) {
+        let _ = self.bus.set(bus);
     }
 
     fn supports(&self, op: Operation) -> bool {
@@ -516,6 +554,7 @@ impl Driver for XendDriver {
 
     fn create_xml(&self, def: DomainDef) -> Result<DomainRef> {
         let config = to_sxp::domain_to_sexpr(&def)?.to_text();
+        let _one = lock(&self.lifecycle);
         self.post("/xend/domain/", &[("op", "create"), ("config", &config)])?;
         let dom = self.lookup_by_name(&def.name)?;
         let path = Self::domain_path(dom.name.as_str());
@@ -530,7 +569,9 @@ impl Driver for XendDriver {
             let _ = self.post(&path, &[("op", "destroy")]);
             return Err(e);
         }
-        self.lookup_by_name(&def.name)
+        let r = self.lookup_by_name(&def.name)?;
+        self.publish(EventKind::Started, &r);
+        Ok(r)
     }
 
     fn define_xml(&self, def: DomainDef) -> Result<DomainRef> {
@@ -544,7 +585,14 @@ impl Driver for XendDriver {
     }
 
     fn start(&self, dom: &DomainRef) -> Result<()> {
-        self.domain_op(dom, &[("op", "start")]).map(|_| ())
+        let _one = lock(&self.lifecycle);
+        self.domain_op(dom, &[("op", "start")])?;
+        // Its id, which xend's reply does not give.
+        match self.record_of(dom).and_then(|rec| domain_ref(&rec)) {
+            Ok(r) => self.publish(EventKind::Started, &r),
+            Err(e) => log::info!("xend: '{}' started, but not found after: {e}", dom.name),
+        }
+        Ok(())
     }
 
     fn shutdown(&self, dom: &DomainRef) -> Result<()> {
@@ -558,7 +606,8 @@ impl Driver for XendDriver {
     }
 
     fn destroy(&self, dom: &DomainRef) -> Result<()> {
-        self.domain_op(dom, &[("op", "destroy")]).map(|_| ())
+        let destroyed = EventKind::Stopped(StopReason::Destroyed);
+        self.stop_op(dom, destroyed, &[("op", "destroy")])
     }
 
     fn suspend(&self, dom: &DomainRef) -> Result<()> {
@@ -573,8 +622,8 @@ impl Driver for XendDriver {
         let file = path
             .to_str()
             .ok_or_else(|| Error::invalid("the save path is not UTF-8"))?;
-        self.domain_op(dom, &[("op", "save"), ("file", file)])
-            .map(|_| ())
+        let saved = EventKind::Stopped(StopReason::Saved);
+        self.stop_op(dom, saved, &[("op", "save"), ("file", file)])
     }
 
     /// xend 3.x's `op=dump`, neither live nor crashing: the guest is
@@ -683,10 +732,13 @@ impl Driver for XendDriver {
         let file = path
             .to_str()
             .ok_or_else(|| Error::invalid("the restore path is not UTF-8"))?;
+        let _one = lock(&self.lifecycle);
         let r = self.post("/xend/domain/", &[("op", "restore"), ("file", file)])?;
         let rec =
             sxp::parse(&r.body).map_err(|e| Error::backend(format!("xend: restore reply: {e}")))?;
-        domain_ref(&rec)
+        let r = domain_ref(&rec)?;
+        self.publish(EventKind::Started, &r);
+        Ok(r)
     }
 
     fn set_memory(&self, dom: &DomainRef, kib: u64) -> Result<()> {
