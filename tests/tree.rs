@@ -236,6 +236,37 @@ fn stat_size_never_truncates_a_read() {
     );
 }
 
+/// `metrics` keeps the length it had when last built for `stat` (building
+/// it asks every domain), but not past a change: a domain more is a longer
+/// text at the next `stat`, though nobody read the file in between.
+#[test]
+fn metrics_size_follows_the_host() {
+    let m = Mount::new("test:///default");
+    let size = |m: &Mount| -> u64 {
+        let out = m.sh_ok("stat -c %s metrics");
+        out.trim().parse().unwrap()
+    };
+    let before = size(&m);
+    assert!(before > 0);
+    let file = TempDir::new("metrics");
+    let path = file.path().join("more.xml");
+    std::fs::write(
+        &path,
+        "<domain type='test'><name>more</name><memory>65536</memory>\
+         <os><type>hvm</type></os></domain>",
+    )
+    .unwrap();
+    m.sh_ok(&format!("cat {} > create", quote(path.to_str().unwrap())));
+    // The kernel keeps attributes for a TTL (1 s).
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let after = size(&m);
+    assert!(
+        after > before,
+        "metrics was {before} bytes, {after} with a domain more"
+    );
+    assert!(m.cat("metrics").contains("domain=\"more\""));
+}
+
 #[test]
 fn inode_numbers_stay_stable_for_a_domains_life() {
     let m = Mount::new("test:///default");

@@ -7,13 +7,16 @@ use super::tree::{
     DomFile, Node, SchedKnob, VcpuFile, DEVICES_DIR, ROOT_INO, SCHED_DIR, STATS_DIR, VCPU_DIR,
     WAIT_DIR,
 };
-use super::{feed, lock, names, DomFs, Entries, Lengths, Listing, MAX_REFS, TTL, TTL_NONE};
+use super::{feed, lock, names, BuiltLength, DomFs, Entries, Lengths, Listing, TTL, TTL_NONE};
 use crate::error::{Error, Result};
 use crate::model::{DomainId, Operation, State, Uuid};
 use fuser::{FileAttr, FileType};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How long `stat` may show the length `metrics` had when last built.
+const METRICS_SIZE_AGE: Duration = Duration::from_secs(10);
 
 impl DomFs {
     /// Where a symlink points.
@@ -30,7 +33,9 @@ impl DomFs {
     }
 
     /// Checks that `node` still exists and returns its attributes. The size
-    /// is the value's length now (tools such as `tail` and `tar` trust it).
+    /// is the value's length now (tools such as `tail` and `tar` trust it),
+    /// but for `metrics`, whose length stays for a while (`metrics_size`);
+    /// an open file's size is its snapshot's (`getattr`).
     pub(super) fn stat(&self, ino: u64, node: Node) -> Result<FileAttr> {
         let size = match node {
             Node::IdLink(_) | Node::UuidLink(_) => self.link_target(node)?.len() as u64,
@@ -56,6 +61,7 @@ impl DomFs {
                 }
                 0
             }
+            Node::Metrics => self.metrics_size()?,
             n => match self.known_size(n)? {
                 Some(len) => len,
                 // A file no driver of the connection can fill still exists:
@@ -368,10 +374,14 @@ impl DomFs {
             return Ok(None);
         };
         let generation = self.feed.generation(uuid);
-        let known = lock(&self.sizes)
-            .get(&uuid)
-            .filter(|l| l.generation == generation)
-            .and_then(|l| l.len.get(at).copied())
+        let known = self
+            .with_memo(uuid, |m| {
+                let l = &m.lengths;
+                (l.generation == generation)
+                    .then(|| l.len.get(at).copied())
+                    .flatten()
+            })
+            .flatten()
             .filter(|len| *len != Lengths::UNKNOWN);
         if known.is_some() {
             self.domain(uuid)?;
@@ -379,24 +389,49 @@ impl DomFs {
         Ok(known.map(u64::from))
     }
 
+    /// The size `stat` gives `metrics`: the length it had when last built,
+    /// while no event came and for at most `METRICS_SIZE_AGE`. Its counters
+    /// move on without events, so no size stays exact, and building it
+    /// costs a call per domain: 130 ms at 10,000 domains, which every `ls
+    /// -l` of the root paid once its entry's TTL ran out.
+    fn metrics_size(&self) -> Result<u64> {
+        let epoch = self.feed.epoch();
+        if let Some(b) = lock(&self.metrics_len).as_ref() {
+            if b.epoch == epoch && b.at.elapsed() < METRICS_SIZE_AGE {
+                return Ok(b.len);
+            }
+        }
+        match self.content(Node::Metrics) {
+            Ok(text) => Ok(text.len() as u64),
+            Err(e) if e.is_not_supported() => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The snapshot a read of `node` serves; its length is remembered for
     /// `stat` (see `known_size`).
     pub(super) fn content(&self, node: Node) -> Result<String> {
         let place = feed::watched_place(node).map(|(u, at)| (u, at, self.feed.generation(u)));
+        let epoch = self.feed.epoch();
         let text = self.build(node)?;
+        if node == Node::Metrics {
+            *lock(&self.metrics_len) = Some(BuiltLength {
+                epoch,
+                at: Instant::now(),
+                len: text.len() as u64,
+            });
+        }
         if let Some((uuid, at, g)) = place {
-            let mut sizes = lock(&self.sizes);
-            if sizes.len() >= MAX_REFS && !sizes.contains_key(&uuid) {
-                sizes.clear();
-            }
-            let l = sizes.entry(uuid).or_insert_with(|| Lengths::new(g));
-            // A build that began before a newer one was stored is stale.
-            if g > l.generation {
-                *l = Lengths::new(g);
-            }
-            if let Some(len) = l.len.get_mut(at).filter(|_| g == l.generation) {
-                *len = u32::try_from(text.len()).unwrap_or(Lengths::UNKNOWN);
-            }
+            self.with_memo(uuid, |m| {
+                let l = &mut m.lengths;
+                // A build that began before a newer one was stored is stale.
+                if g > l.generation {
+                    *l = Lengths::new(g);
+                }
+                if let Some(len) = l.len.get_mut(at).filter(|_| g == l.generation) {
+                    *len = u32::try_from(text.len()).unwrap_or(Lengths::UNKNOWN);
+                }
+            });
         }
         Ok(text)
     }

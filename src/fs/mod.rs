@@ -84,26 +84,41 @@ pub struct DomFs {
     root_listing: Mutex<Option<Listing>>,
     /// Changes made through this mount's files, counted (see `settle`).
     changes: AtomicU64,
-    /// Domain references by UUID, so a warm read costs the one request
-    /// for its value, not a lookup as well (see `domain`).
-    refs: Mutex<HashMap<Uuid, CachedRef>>,
-    /// The length each watchable value had when last built, per domain: a
-    /// `stat` (the kernel's lookup before each `cat`) answers from it while
-    /// no event came, instead of building the value.
-    sizes: Mutex<HashMap<Uuid, Lengths>>,
+    /// What is remembered of each domain, by its inode block (see `Memo`).
+    memo: Mutex<Vec<Memo>>,
+    /// The length `metrics` had when last built (see `metrics_size`).
+    metrics_len: Mutex<Option<BuiltLength>>,
     /// Which session workers read the device (see `pool`).
     pool: pool::Pool,
 }
 
+/// What the layer remembers of one domain between requests, kept in a list
+/// by the domain's inode block (`InodeTable::block`), so 10,000 domains
+/// cost 10,000 records of 120 bytes and no keys: two maps by UUID (the
+/// reference, the lengths) took 2.5 MiB there, their tables a third empty.
+#[derive(Default)]
+struct Memo {
+    /// So a warm read costs the one request for its value, not a lookup as
+    /// well (see `domain`).
+    dom: Option<CachedRef>,
+    /// So a `stat` (the kernel's lookup before each `cat`) answers while no
+    /// event came, instead of building the value.
+    lengths: Lengths,
+}
+
 /// The lengths of one domain's watchable values as last built, all at one
-/// generation of the domain: a newer one forgets them. One entry of 64 bytes
-/// a domain (a map keyed by node held one of 48 per file: 3 MiB at 10,000
-/// domains with two values read of each).
+/// generation of the domain: a newer one forgets them.
 struct Lengths {
     generation: u64,
     /// By place (`feed::watched_place`); [`Lengths::UNKNOWN`] for a value not
     /// built at this generation.
     len: [u32; feed::WATCHABLE],
+}
+
+impl Default for Lengths {
+    fn default() -> Lengths {
+        Lengths::new(0)
+    }
 }
 
 impl Lengths {
@@ -117,6 +132,14 @@ impl Lengths {
     }
 }
 
+/// The length of a value built from the whole host, with the feed's epoch
+/// and the time it was built at.
+struct BuiltLength {
+    epoch: u64,
+    at: Instant,
+    len: u64,
+}
+
 /// A domain reference as a lookup gave it, valid while the domain's
 /// generation stays the same (every event about it ends it) and for at
 /// most one TTL, for changes no event reports.
@@ -125,9 +148,6 @@ struct CachedRef {
     at: Instant,
     dom: DomainRef,
 }
-
-/// References kept at most; past that the cache starts again.
-const MAX_REFS: usize = 65_536;
 
 /// Directory entries: inode, type and name.
 pub(crate) type Entries = Arc<Vec<(u64, FileType, String)>>;
@@ -275,8 +295,8 @@ impl DomFs {
             mounted_at: SystemTime::now(),
             root_listing: Mutex::new(None),
             changes: AtomicU64::new(0),
-            refs: Mutex::new(HashMap::new()),
-            sizes: Mutex::new(HashMap::new()),
+            memo: Mutex::new(Vec::new()),
+            metrics_len: Mutex::new(None),
             pool: pool::Pool::default(),
         }
     }
@@ -339,36 +359,39 @@ impl DomFs {
     /// returns, and until then the old reference (an id of -1 after a
     /// start) would send reads to the wrong driver.
     fn forget_ref(&self, uuid: Uuid) {
-        lock(&self.refs).remove(&uuid);
+        self.with_memo(uuid, |m| m.dom = None);
+    }
+
+    /// `f` on the domain's record; None for a domain with no inodes yet
+    /// (nothing of it is remembered before the kernel knows it).
+    fn with_memo<T>(&self, uuid: Uuid, f: impl FnOnce(&mut Memo) -> T) -> Option<T> {
+        let block = lock(&self.inodes).block(uuid)?;
+        let mut memo = lock(&self.memo);
+        if memo.len() <= block {
+            memo.resize_with(block + 1, Memo::default);
+        }
+        memo.get_mut(block).map(f)
     }
 
     fn domain(&self, uuid: Uuid) -> Result<DomainRef> {
         let generation = self.feed.generation(uuid);
-        if let Some(c) = lock(&self.refs).get(&uuid) {
-            if c.generation == generation && c.at.elapsed() < TTL {
-                return Ok(c.dom.clone());
-            }
+        let cached = self.with_memo(uuid, |m| {
+            m.dom
+                .as_ref()
+                .filter(|c| c.generation == generation && c.at.elapsed() < TTL)
+                .map(|c| c.dom.clone())
+        });
+        if let Some(Some(dom)) = cached {
+            return Ok(dom);
         }
         let found = self.dispatch.lookup_by_uuid(uuid);
-        let mut refs = lock(&self.refs);
-        match &found {
-            Ok(dom) => {
-                if refs.len() >= MAX_REFS {
-                    refs.clear();
-                }
-                refs.insert(
-                    uuid,
-                    CachedRef {
-                        generation,
-                        at: Instant::now(),
-                        dom: dom.clone(),
-                    },
-                );
-            }
-            Err(_) => {
-                refs.remove(&uuid);
-            }
-        }
+        self.with_memo(uuid, |m| {
+            m.dom = found.as_ref().ok().map(|dom| CachedRef {
+                generation,
+                at: Instant::now(),
+                dom: dom.clone(),
+            })
+        });
         found
     }
 

@@ -527,6 +527,11 @@ impl InodeTable {
         i
     }
 
+    /// The domain's block (its index among the domains seen), if it has one.
+    pub fn block(&self, u: Uuid) -> Option<usize> {
+        self.blocks.get(&u).map(|b| *b as usize)
+    }
+
     /// The inode `node` has, without handing one out.
     pub fn peek(&self, node: Node) -> Option<u64> {
         if let Some((u, at)) = in_block(node) {
