@@ -373,7 +373,7 @@ impl DomFs {
         let Some((uuid, at)) = feed::watched_place(node) else {
             return Ok(None);
         };
-        let generation = self.feed.generation(uuid);
+        let generation = self.generation(uuid);
         let known = self
             .with_memo(uuid, |m| {
                 let l = &m.lengths;
@@ -411,7 +411,7 @@ impl DomFs {
     /// The snapshot a read of `node` serves; its length is remembered for
     /// `stat` (see `known_size`).
     pub(super) fn content(&self, node: Node) -> Result<String> {
-        let place = feed::watched_place(node).map(|(u, at)| (u, at, self.feed.generation(u)));
+        let place = feed::watched_place(node).map(|(u, at)| (u, at, self.generation(u)));
         let epoch = self.feed.epoch();
         let text = self.build(node)?;
         if node == Node::Metrics {

@@ -202,8 +202,8 @@ struct Waiter {
 
 #[derive(Default)]
 pub struct Feed {
-    /// Per domain, the generation of its values: bumped by every event.
-    generations: Mutex<HashMap<Uuid, u64>>,
+    /// The last generation given out; each domain's is kept with its
+    /// inodes (`InodeTable::generation`).
     next_generation: AtomicU64,
     /// Per domain, its pollers by the kernel's handle (one per open file),
     /// so a file polled again and again holds one place.
@@ -253,11 +253,6 @@ impl Feed {
     /// from the whole host is current while this stays the same.
     pub fn epoch(&self) -> u64 {
         self.next_generation.load(Ordering::SeqCst)
-    }
-
-    /// The generation of a domain's values now (0 before any change).
-    pub fn generation(&self, uuid: Uuid) -> u64 {
-        lock(&self.generations).get(&uuid).copied().unwrap_or(0)
     }
 
     /// Waits (briefly) until every event published so far is taken in, so
@@ -493,7 +488,7 @@ impl Feed {
         d: &Dispatcher,
     ) {
         let generation = self.next_generation.fetch_add(1, Ordering::SeqCst) + 1;
-        lock(&self.generations).insert(e.uuid, generation);
+        lock(inodes).set_generation(e.uuid, generation);
         // One lookup says whether the domain is still there and, for a
         // driver that knows no names (the hypervisor), what it is called.
         let found = d.lookup_by_uuid(e.uuid).ok();

@@ -362,6 +362,12 @@ impl DomFs {
         self.with_memo(uuid, |m| m.dom = None);
     }
 
+    /// The generation of a domain's values now: bumped by every event about
+    /// it (0 before any, or before the kernel knew it).
+    fn generation(&self, uuid: Uuid) -> u64 {
+        lock(&self.inodes).generation(uuid)
+    }
+
     /// `f` on the domain's record; None for a domain with no inodes yet
     /// (nothing of it is remembered before the kernel knows it).
     fn with_memo<T>(&self, uuid: Uuid, f: impl FnOnce(&mut Memo) -> T) -> Option<T> {
@@ -374,7 +380,7 @@ impl DomFs {
     }
 
     fn domain(&self, uuid: Uuid) -> Result<DomainRef> {
-        let generation = self.feed.generation(uuid);
+        let generation = self.generation(uuid);
         let cached = self.with_memo(uuid, |m| {
             m.dom
                 .as_ref()

@@ -130,7 +130,7 @@ impl DomFs {
                 ..
             }) => node
                 .domain()
-                .map(|u| (*node, self.feed.generation(u), *others))
+                .map(|u| (*node, self.generation(u), *others))
                 .filter(|(_, g, _)| g != generation),
             _ => None,
         };
@@ -557,7 +557,7 @@ impl Filesystem for DomFs {
             || {
                 // Taken before the content: a change while it is built
                 // shows as a newer generation, and the next read rebuilds it.
-                let generation = node.domain().map_or(0, |u| self.feed.generation(u));
+                let generation = node.domain().map_or(0, |u| self.generation(u));
                 if !reading {
                     return Ok((Vec::new(), generation));
                 }
@@ -873,7 +873,7 @@ impl Filesystem for DomFs {
         if schedule {
             self.feed.add_poller(uuid, ph);
         }
-        if self.feed.generation(uuid) != seen {
+        if self.generation(uuid) != seen {
             reply.poll(changed);
         } else {
             reply.poll(PollEvents::empty());

@@ -480,6 +480,10 @@ pub struct InodeTable {
     /// Which numbers of each block were handed out (bit per place), so
     /// `peek` names only inodes the kernel may hold.
     handed: Vec<u32>,
+    /// Each block's domain's generation (see `feed`): what was built from
+    /// the domain at an older one is stale. Kept here, by block, since
+    /// only a domain the kernel knows has anything to go stale.
+    generations: Vec<u64>,
 }
 
 pub const ROOT_INO: u64 = 1;
@@ -493,6 +497,7 @@ impl InodeTable {
             blocks: HashMap::new(),
             owners: Vec::new(),
             handed: Vec::new(),
+            generations: Vec::new(),
         };
         t.ino(Node::Root);
         for (_, n) in Node::ROOT_ENTRIES.iter().chain(Node::NODE_ENTRIES.iter()) {
@@ -511,6 +516,7 @@ impl InodeTable {
                     self.blocks.insert(u, b as u32);
                     self.owners.push(u);
                     self.handed.push(0);
+                    self.generations.push(0);
                     b
                 }
             };
@@ -525,6 +531,21 @@ impl InodeTable {
         self.by_node.insert(node, i);
         self.by_ino.insert(i, node);
         i
+    }
+
+    /// The domain's generation: 0 until an event about it after it got
+    /// its block.
+    pub fn generation(&self, u: Uuid) -> u64 {
+        self.block(u)
+            .and_then(|b| self.generations.get(b).copied())
+            .unwrap_or(0)
+    }
+
+    /// Sets the domain's generation, if it has a block.
+    pub fn set_generation(&mut self, u: Uuid, generation: u64) {
+        if let Some(g) = self.block(u).and_then(|b| self.generations.get_mut(b)) {
+            *g = generation;
+        }
     }
 
     /// The domain's block (its index among the domains seen), if it has one.
