@@ -2,7 +2,8 @@
 //! answering slowly, with garbage, a truncated body, a wrong length or a
 //! connection closed mid-reply (a proxy between domfs and the simulated
 //! xend mangles the real replies); xenstored killed and restarted during
-//! reads and writes; a domain vanishing between its lookup and a read.
+//! reads and writes; a domain vanishing between its lookup and a read;
+//! watch events for paths gone by the time domfs reads them.
 //!
 //! Every operation must end within its back end's timeout, either with an
 //! errno that names a back-end failure or with a right value (from a cache
@@ -18,6 +19,7 @@ mod xen_common;
 
 use common::*;
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -389,4 +391,93 @@ fn a_domain_vanishing_between_lookup_and_read() {
     });
     assert_eq!(m.value("guest1/state"), guest1);
     println!("vanishing domain: 1 injected, 1 survived");
+}
+
+/// Watch events for paths that are gone by the time domfs looks: keys
+/// written and removed at once by dom0 under a domain that does not exist
+/// (its `name` too, which makes domfs list the domains again), and a
+/// guest's `control/shutdown` written and removed under a live domain. No
+/// event is made up, nothing fails, and every value still reads.
+#[test]
+fn watch_events_for_paths_already_gone() {
+    let rig = Rig::new();
+    let id = rig.m.value("guest1/id");
+    let events = rig.m.path().join("events");
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&events)
+        .unwrap();
+    let before: Vec<(String, String)> = ["guest1/state", "guest1/memory", "guest2/info"]
+        .iter()
+        .map(|f| (f.to_string(), rig.m.cat(f)))
+        .collect();
+    const ROUNDS: usize = 30;
+    let script = format!(
+        "set -e; i=0; while [ $i -lt {ROUNDS} ]; do \
+         xenstore-write /local/domain/4242/memory/target 1 /local/domain/4242/name ghost; \
+         xenstore-rm /local/domain/4242; \
+         xenstore-write /local/domain/{id}/control/shutdown x; \
+         xenstore-rm /local/domain/{id}/control/shutdown; \
+         i=$((i+1)); done"
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("XENSTORED_PATH", rig.xs.socket())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let injected = ROUNDS * 3;
+    // Let the watch thread catch up, then nothing may have been reported.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut text = String::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = reader.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(text.is_empty(), "events made up:\n{text}");
+    for (f, v) in &before {
+        // Values that move on their own (cpu_time in info) are compared by
+        // their keys.
+        let now = rig.m.cat(f);
+        let keys = |s: &str| -> Vec<String> {
+            s.lines()
+                .map(|l| l.split(' ').next().unwrap_or("").to_string())
+                .collect()
+        };
+        assert_eq!(keys(&now), keys(v), "{f}");
+    }
+    assert_eq!(rig.m.value("guest1/state"), before[0].1.trim());
+    assert!(!rig.m.sh_ok("ls").contains("ghost"));
+    // The watch thread lived through it: a real change is still reported.
+    rig.m.echo_ok("300000", "guest1/memory");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(n) = reader.read(&mut buf) {
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        if text.contains(" memory-changed guest1 ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no memory-changed after the storm: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rig.m.assert_alive_at("guest2/state");
+    assert!(
+        !rig.m.log_text().contains("panicked"),
+        "{}",
+        rig.m.log_text()
+    );
+    println!("watch events for gone paths: {injected} injected, {injected} survived");
 }
