@@ -435,14 +435,7 @@ fn watch_events_for_paths_already_gone() {
     let injected = ROUNDS * 3;
     // Let the watch thread catch up, then nothing may have been reported.
     std::thread::sleep(Duration::from_millis(1500));
-    let mut text = String::new();
-    let mut buf = vec![0u8; 65536];
-    while let Ok(n) = reader.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let mut text = String::from_utf8_lossy(&drain(&mut reader)).into_owned();
     assert!(text.is_empty(), "events made up:\n{text}");
     for (f, v) in &before {
         // Values that move on their own (cpu_time in info) are compared by
@@ -461,9 +454,7 @@ fn watch_events_for_paths_already_gone() {
     rig.m.echo_ok("300000", "guest1/memory");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if let Ok(n) = reader.read(&mut buf) {
-            text.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
+        text.push_str(&String::from_utf8_lossy(&drain(&mut reader)));
         if text.contains(" memory-changed guest1 ") {
             break;
         }

@@ -26,7 +26,6 @@ mod xen_common;
 use common::*;
 use domfs::driver::xenstore::client::Client;
 use domfs::driver::xenstore::wire::{ErrName, PAYLOAD_MAX};
-use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 use xen_common::Sim;
@@ -331,15 +330,7 @@ fn a_guests_hostile_values_in_its_own_keys_are_shown_whole_or_refused() {
         rig.recovers(&before, path);
     }
     std::thread::sleep(Duration::from_millis(300));
-    let mut text = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    while let Ok(n) = events.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        text.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8(text).unwrap();
+    let text = String::from_utf8(drain(&mut events)).unwrap();
     let lines = check_events(&text);
     assert!(
         !text.contains(" shutdown-requested "),

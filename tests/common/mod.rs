@@ -389,3 +389,17 @@ pub fn domfs_vcpus(m: &Mount, dom: &str) -> Vec<Vcpu> {
         })
         .collect()
 }
+
+/// What a non-blocking reader (an open `events`) has to read now.
+pub fn drain(f: &mut std::fs::File) -> Vec<u8> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    text
+}
