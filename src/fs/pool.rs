@@ -12,8 +12,13 @@
 //! value. Parked workers cost a stack each and no CPU.
 //!
 //! A worker parked when the session ends (an unmount from outside) must
-//! still get back to fuser's loop to see the end: while any is parked, the
-//! watchdog asks the device, once a `CHECK`, whether the connection is gone.
+//! still get back to fuser's loop to see the end, or the process outlives
+//! its mount (fuser joins every worker before it returns). A thread waits
+//! for the mount table to change (`/proc/self/mountinfo` polls with
+//! POLLPRI then) and asks the device whether the connection is gone, so an
+//! unmount ends the process at once; the watchdog also asks once a `CHECK`
+//! while any worker is parked, for an end the mount table does not show
+//! (a lazy unmount with files still open, an abort through sysfs).
 //!
 //! It must not answer requests or know what they do.
 
@@ -33,6 +38,8 @@ const TICK: Duration = Duration::from_millis(2);
 const QUIET: Duration = Duration::from_secs(1);
 /// How often a watchdog with parked workers asks whether the session ended.
 const CHECK: Duration = Duration::from_secs(1);
+/// Polls with POLLPRI when a mount of this process's namespace comes or goes.
+const MOUNT_TABLE: &str = "/proc/self/mountinfo";
 
 /// Where the session's workers are.
 #[derive(Debug)]
@@ -104,9 +111,19 @@ impl Pool {
     /// the session ends. Without a watchdog nobody parks.
     pub fn start(&self, workers: usize, device: OwnedFd) -> std::io::Result<()> {
         let inner = self.inner.clone();
+        let device2 = device.try_clone()?;
         std::thread::Builder::new()
             .name("pool".into())
             .spawn(move || watch(&inner, &device))?;
+        match std::fs::File::open(MOUNT_TABLE) {
+            Ok(mounts) => {
+                let inner = self.inner.clone();
+                std::thread::Builder::new()
+                    .name("pool-end".into())
+                    .spawn(move || watch_mounts(&inner, &mounts, &device2))?;
+            }
+            Err(e) => log::info!("{MOUNT_TABLE}: {e}; an unmount is seen within {CHECK:?}"),
+        }
         let mut p = lock(&self.inner.places);
         p.enabled = true;
         p.reading = workers;
@@ -172,6 +189,45 @@ fn ended(device: &OwnedFd) -> bool {
     }
 }
 
+/// Ends the session's wait as soon as the device says it is over.
+fn close(inner: &Inner) {
+    let mut p = lock(&inner.places);
+    p.closed = true;
+    inner.park.notify_all();
+    inner.watchdog.notify_one();
+}
+
+/// Waits for changes of the mount table and closes the pool once one of
+/// them ended the session. The table changes as an unmount begins, and the
+/// connection ends when the superblock goes, a moment later: the device
+/// is asked at growing intervals over `SETTLE` before the wait goes on.
+fn watch_mounts(inner: &Inner, mounts: &std::fs::File, device: &OwnedFd) {
+    const SETTLE: Duration = Duration::from_millis(500);
+    loop {
+        let mut fds = [PollFd::new(mounts.as_fd(), PollFlags::POLLPRI)];
+        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                log::info!("{MOUNT_TABLE}: {e}; an unmount is seen within {CHECK:?}");
+                return;
+            }
+        }
+        let since = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if ended(device) {
+                close(inner);
+                return;
+            }
+            if since.elapsed() >= SETTLE {
+                break;
+            }
+            std::thread::sleep(pause);
+            pause *= 2;
+        }
+    }
+}
+
 /// The watchdog: lets a parked worker read when requests block, and every
 /// parked worker go when the session ends.
 fn watch(inner: &Inner, device: &OwnedFd) {
@@ -185,8 +241,8 @@ fn watch(inner: &Inner, device: &OwnedFd) {
             let gone = ended(device);
             p = lock(&inner.places);
             if gone {
-                p.closed = true;
-                inner.park.notify_all();
+                drop(p);
+                close(inner);
                 return;
             }
         }
