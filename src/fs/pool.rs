@@ -15,10 +15,13 @@
 //! still get back to fuser's loop to see the end, or the process outlives
 //! its mount (fuser joins every worker before it returns). A thread waits
 //! for the mount table to change (`/proc/self/mountinfo` polls with
-//! POLLPRI then) and asks the device whether the connection is gone, so an
-//! unmount ends the process at once; the watchdog also asks once a `CHECK`
-//! while any worker is parked, for an end the mount table does not show
-//! (a lazy unmount with files still open, an abort through sysfs).
+//! POLLPRI then) and lets every parked worker back to reading: after an
+//! unmount they find the end there as soon as the kernel ends the
+//! connection, and after any other change they park again after their
+//! next request. The device itself is not asked then: until the kernel's
+//! INIT is answered it polls as an error, like an ended one. The watchdog
+//! also asks the device once a `CHECK` while any worker is parked, for an
+//! end the mount table does not show (an abort through sysfs).
 //!
 //! It must not answer requests or know what they do.
 
@@ -111,7 +114,6 @@ impl Pool {
     /// the session ends. Without a watchdog nobody parks.
     pub fn start(&self, workers: usize, device: OwnedFd) -> std::io::Result<()> {
         let inner = self.inner.clone();
-        let device2 = device.try_clone()?;
         std::thread::Builder::new()
             .name("pool".into())
             .spawn(move || watch(&inner, &device))?;
@@ -120,7 +122,7 @@ impl Pool {
                 let inner = self.inner.clone();
                 std::thread::Builder::new()
                     .name("pool-end".into())
-                    .spawn(move || watch_mounts(&inner, &mounts, &device2))?;
+                    .spawn(move || watch_mounts(&inner, &mounts))?;
             }
             Err(e) => log::info!("{MOUNT_TABLE}: {e}; an unmount is seen within {CHECK:?}"),
         }
@@ -176,9 +178,10 @@ impl Drop for Turn<'_> {
 }
 
 /// Whether the session's connection has ended (unmounted or aborted): the
-/// device then polls as an error. Asks with no wait, so it never sleeps on
-/// the device's queue (a waiter there is woken by every request).
-fn ended(device: &OwnedFd) -> bool {
+/// device then polls as an error (so does one whose INIT is not answered
+/// yet). Asks with no wait, so it never sleeps on the device's queue (a
+/// waiter there is woken by every request).
+pub fn ended(device: &OwnedFd) -> bool {
     let mut fds = [PollFd::new(device.as_fd(), PollFlags::empty())];
     match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
         Ok(0) => false,
@@ -197,12 +200,9 @@ fn close(inner: &Inner) {
     inner.watchdog.notify_one();
 }
 
-/// Waits for changes of the mount table and closes the pool once one of
-/// them ended the session. The table changes as an unmount begins, and the
-/// connection ends when the superblock goes, a moment later: the device
-/// is asked at growing intervals over `SETTLE` before the wait goes on.
-fn watch_mounts(inner: &Inner, mounts: &std::fs::File, device: &OwnedFd) {
-    const SETTLE: Duration = Duration::from_millis(500);
+/// Waits for changes of the mount table and lets every parked worker
+/// back to reading after each (see the module doc).
+fn watch_mounts(inner: &Inner, mounts: &std::fs::File) {
     loop {
         let mut fds = [PollFd::new(mounts.as_fd(), PollFlags::POLLPRI)];
         match nix::poll::poll(&mut fds, PollTimeout::NONE) {
@@ -212,18 +212,12 @@ fn watch_mounts(inner: &Inner, mounts: &std::fs::File, device: &OwnedFd) {
                 return;
             }
         }
-        let since = Instant::now();
-        let mut pause = Duration::from_millis(5);
-        loop {
-            if ended(device) {
-                close(inner);
-                return;
-            }
-            if since.elapsed() >= SETTLE {
-                break;
-            }
-            std::thread::sleep(pause);
-            pause *= 2;
+        let mut p = lock(&inner.places);
+        let waiting = p.parked - p.released.min(p.parked);
+        if waiting > 0 {
+            p.released += waiting;
+            p.reading += waiting;
+            inner.park.notify_all();
         }
     }
 }
