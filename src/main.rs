@@ -131,6 +131,11 @@ fn run(uri: Uri, mountpoint: PathBuf, args: cli::Args, ready: &mut Ready) -> Res
     );
     let (tx, rx) = mpsc::channel();
     fs.set_invalidations(tx);
+    // Wakes this thread when the session ends from outside (fusermount -u,
+    // umount).
+    fs.on_session_end(Box::new(|| {
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGUSR1);
+    }));
     let feed = fs.feed();
     let pool = fs.pool();
 
@@ -167,32 +172,29 @@ fn run(uri: Uri, mountpoint: PathBuf, args: cli::Args, ready: &mut Ready) -> Res
     if args.opts.retry {
         mountpoint::wait_for_device(Path::new(mountpoint::FUSE_DEVICE), FUSE_DEVICE_PATIENCE);
     }
-    let mut session = Session::new(fs, &mountpoint, &config)
+    let session = Session::new(fs, &mountpoint, &config)
         .map_err(|e| format!("cannot mount {uri} at {shown}: {e}"))?;
     let device = std::os::fd::AsFd::as_fd(&session)
         .try_clone_to_owned()
+        .map_err(|e| format!("duplicating the FUSE descriptor: {e}"))?;
+    let connection = device
+        .try_clone()
         .map_err(|e| format!("duplicating the FUSE descriptor: {e}"))?;
     pool.start(WORKERS, device)
         .map_err(|e| format!("starting a thread: {e}"))?;
     let notifier = session.notifier();
     feed.set_notifier(session.notifier());
-    let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("invalidate".into())
         .spawn(move || invalidate(notifier, rx))
         .map_err(|e| format!("starting a thread: {e}"))?;
-    let serve = std::thread::Builder::new()
-        .name("fuse".into())
-        .spawn(move || {
-            let result = session.run();
-            // Wake the main thread when the mount ends from outside
-            // (fusermount -u, umount).
-            let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGUSR1);
-            result
-        })
+    // fuser's own thread serves; the mount's handle stays here, so the
+    // mount goes only when this thread says (see the end).
+    let serving = session
+        .spawn()
         .map_err(|e| format!("starting a thread: {e}"))?;
     if let Err(e) = probe(&mountpoint) {
-        let _ = unmounter.unmount();
+        let _ = serving.umount_and_join();
         return Err(format!("{uri} at {shown}: {e}"));
     }
     log::info!("mounted {uri} at {shown}");
@@ -204,15 +206,25 @@ fn run(uri: Uri, mountpoint: PathBuf, args: cli::Args, ready: &mut Ready) -> Res
     if signal != Signal::SIGUSR1 {
         log::info!("{signal}: unmounting {shown}");
         ready.stopping();
-        unmounter
-            .unmount()
-            .map_err(|e| format!("unmounting {shown}: {e}"))?;
+        return serving
+            .umount_and_join()
+            .map_err(|e| format!("unmounting {shown}: {e}"));
     }
-    match serve.join() {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("session ended with an error: {e}")),
-        Err(_) => Err("the filesystem thread panicked".into()),
+    if domfs::fs::pool::ended(&connection) {
+        // Unmounted from outside. fuser 0.18 unmounts the path again when
+        // the mount's handle is dropped if the device polls as an error,
+        // which is when the connection has ended (an inverted test, fixed in
+        // fuser's #703, not released): a new mount at the same path, a
+        // restart's, would be unmounted on the way out. So the handle is
+        // never dropped; the process ends here.
+        std::mem::forget(serving);
+        return Ok(());
     }
+    // The session ended by itself, its connection alive: an error.
+    serving
+        .umount_and_join()
+        .map_err(|e| format!("session ended with an error: {e}"))?;
+    Err("the session ended with the mount still there".into())
 }
 
 fn main() -> ExitCode {

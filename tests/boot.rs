@@ -316,6 +316,57 @@ fn a_killed_instance_does_not_block_the_next_mount() {
     ns.wait_no_domfs();
 }
 
+/// A restart whose old instance leaves after the new one mounted (here
+/// held stopped until then, as a busy or slow one would be): the old one
+/// must not take the new mount with it. fuser 0.18 unmounts the path again
+/// as it drops an ended session (its test of the device is inverted), and
+/// the path is the new mount's by then.
+#[test]
+fn an_old_instance_leaving_keeps_the_new_mount() {
+    let dir = TempDir::new("mnt");
+    let start = || {
+        Command::new(DOMFS)
+            .args(["-f", "test:///default"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let signal = |pid: u32, sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    let state = dir.path().join("test/state");
+    let mut old = start();
+    wait_for("the first mount", || is_mountpoint(dir.path()));
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "running\n");
+    signal(old.id(), "-STOP");
+    let um = Command::new("umount").arg("-l").arg(dir.path()).status();
+    assert!(um.unwrap().success());
+    assert!(!is_mountpoint(dir.path()));
+    let mut new = start();
+    wait_for("the second mount", || is_mountpoint(dir.path()));
+    signal(old.id(), "-CONT");
+    wait_for("the old instance to leave", || {
+        old.try_wait().unwrap().is_some()
+    });
+    assert_eq!(
+        std::fs::read_to_string(&state).unwrap(),
+        "running\n",
+        "the new mount went with the old instance"
+    );
+    let um = Command::new("umount").arg(dir.path()).status();
+    assert!(um.unwrap().success());
+    wait_for("the new instance to leave", || {
+        new.try_wait().unwrap().is_some()
+    });
+}
+
 #[test]
 fn a_second_mount_on_a_live_domfs_is_refused() {
     let dir = TempDir::new("mnt");

@@ -77,6 +77,8 @@ pub struct DomFs {
     /// The last failure's message per domain; `None` is the root's.
     errors: Mutex<HashMap<Option<Uuid>, String>>,
     invalidations: Mutex<Option<Sender<Invalidation>>>,
+    /// Called once the session has ended (see `on_session_end`).
+    session_end: Mutex<Option<SessionEnd>>,
     mounted_at: SystemTime,
     /// The root's entries, kept until the next event or for one TTL,
     /// whichever ends first: building them costs a dispatcher call and an
@@ -91,6 +93,9 @@ pub struct DomFs {
     /// Which session workers read the device (see `pool`).
     pool: pool::Pool,
 }
+
+/// See `DomFs::on_session_end`.
+pub type SessionEnd = Box<dyn FnOnce() + Send>;
 
 /// What the layer remembers of one domain between requests, kept in a list
 /// by the domain's inode block (`InodeTable::block`), so 10,000 domains
@@ -292,6 +297,7 @@ impl DomFs {
             next_fh: AtomicU64::new(1),
             errors: Mutex::new(HashMap::new()),
             invalidations: Mutex::new(None),
+            session_end: Mutex::new(None),
             mounted_at: SystemTime::now(),
             root_listing: Mutex::new(None),
             changes: AtomicU64::new(0),
@@ -319,6 +325,20 @@ impl DomFs {
     fn settle(&self) {
         self.changes.fetch_add(1, Ordering::SeqCst);
         self.feed.settle(self.dispatch.events().published());
+    }
+
+    /// What to do once the session has ended, whoever ended it (fuser's
+    /// last call, after every worker is gone).
+    pub fn on_session_end(&self, f: SessionEnd) {
+        *lock(&self.session_end) = Some(f);
+    }
+
+    /// Runs what `on_session_end` asked, once.
+    fn session_ended(&self) {
+        let end = lock(&self.session_end).take();
+        if let Some(f) = end {
+            f();
+        }
     }
 
     /// Where to send names the kernel must forget (see `Invalidation`).

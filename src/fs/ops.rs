@@ -216,6 +216,10 @@ impl Filesystem for DomFs {
         Ok(())
     }
 
+    fn destroy(&mut self) {
+        self.session_ended();
+    }
+
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let _turn = self.pool.turn();
         let Some(parent) = self.node(parent) else {
