@@ -373,9 +373,8 @@ impl DomFs {
         let Some((uuid, at)) = feed::watched_place(node) else {
             return Ok(None);
         };
-        let generation = self.generation(uuid);
         let known = self
-            .with_memo(uuid, |m| {
+            .with_memo(uuid, |m, generation| {
                 let l = &m.lengths;
                 (l.generation == generation)
                     .then(|| l.len.get(at).copied())
@@ -422,7 +421,7 @@ impl DomFs {
             });
         }
         if let Some((uuid, at, g)) = place {
-            self.with_memo(uuid, |m| {
+            self.with_memo(uuid, |m, _| {
                 let l = &mut m.lengths;
                 // A build that began before a newer one was stored is stale.
                 if g > l.generation {

@@ -379,7 +379,7 @@ impl DomFs {
     /// returns, and until then the old reference (an id of -1 after a
     /// start) would send reads to the wrong driver.
     fn forget_ref(&self, uuid: Uuid) {
-        self.with_memo(uuid, |m| m.dom = None);
+        self.with_memo(uuid, |m, _| m.dom = None);
     }
 
     /// The generation of a domain's values now: bumped by every event about
@@ -388,30 +388,37 @@ impl DomFs {
         lock(&self.inodes).generation(uuid)
     }
 
-    /// `f` on the domain's record; None for a domain with no inodes yet
+    /// `f` on the domain's record, with the domain's generation (one look
+    /// at the inode table for both); None for a domain with no inodes yet
     /// (nothing of it is remembered before the kernel knows it).
-    fn with_memo<T>(&self, uuid: Uuid, f: impl FnOnce(&mut Memo) -> T) -> Option<T> {
-        let block = lock(&self.inodes).block(uuid)?;
+    fn with_memo<T>(&self, uuid: Uuid, f: impl FnOnce(&mut Memo, u64) -> T) -> Option<T> {
+        let (block, generation) = {
+            let t = lock(&self.inodes);
+            (t.block(uuid)?, t.generation(uuid))
+        };
         let mut memo = lock(&self.memo);
         if memo.len() <= block {
             memo.resize_with(block + 1, Memo::default);
         }
-        memo.get_mut(block).map(f)
+        memo.get_mut(block).map(|m| f(m, generation))
     }
 
     fn domain(&self, uuid: Uuid) -> Result<DomainRef> {
-        let generation = self.generation(uuid);
-        let cached = self.with_memo(uuid, |m| {
-            m.dom
+        let looked = self.with_memo(uuid, |m, generation| {
+            let dom = m
+                .dom
                 .as_ref()
                 .filter(|c| c.generation == generation && c.at.elapsed() < TTL)
-                .map(|c| c.dom.clone())
+                .map(|c| c.dom.clone());
+            (generation, dom)
         });
-        if let Some(Some(dom)) = cached {
-            return Ok(dom);
-        }
+        let generation = match looked {
+            Some((_, Some(dom))) => return Ok(dom),
+            Some((generation, None)) => generation,
+            None => 0,
+        };
         let found = self.dispatch.lookup_by_uuid(uuid);
-        self.with_memo(uuid, |m| {
+        self.with_memo(uuid, |m, _| {
             m.dom = found.as_ref().ok().map(|dom| CachedRef {
                 generation,
                 at: Instant::now(),
