@@ -96,7 +96,12 @@ impl DomFs {
                     return Ok(*n);
                 }
                 let dom = match names::parse_file_name(name).ok_or_else(missing)? {
-                    names::Named::Name(n) => self.dispatch.lookup_by_name(&n)?,
+                    names::Named::Name(n) => {
+                        let epoch = self.feed.epoch();
+                        let dom = self.dispatch.lookup_by_name(&n)?;
+                        self.remember(&dom, epoch);
+                        dom
+                    }
                     names::Named::Shortened(uuid) => self.domain(uuid)?,
                 };
                 // Each domain answers to exactly one file name.

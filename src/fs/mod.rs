@@ -403,6 +403,25 @@ impl DomFs {
         memo.get_mut(block).map(|m| f(m, generation))
     }
 
+    /// Keeps a reference a lookup by name gave, so the `stat` that follows
+    /// in the same request (and the reads after it) need no lookup by
+    /// UUID: half the back-end calls of a first `ls -l`. Only if no event
+    /// came since `epoch`, taken before the lookup.
+    fn remember(&self, dom: &DomainRef, epoch: u64) {
+        self.ino(Node::Domain(dom.uuid));
+        self.with_memo(dom.uuid, |m, generation| {
+            // Checked after the generation was read: an event taken in
+            // before then shows here, one after makes the entry stale.
+            if self.feed.epoch() == epoch {
+                m.dom = Some(CachedRef {
+                    generation,
+                    at: Instant::now(),
+                    dom: dom.clone(),
+                });
+            }
+        });
+    }
+
     fn domain(&self, uuid: Uuid) -> Result<DomainRef> {
         let looked = self.with_memo(uuid, |m, generation| {
             let dom = m
