@@ -297,8 +297,9 @@ impl XendDriver {
     /// `op` on a running domain, reported as `kind` with the id it had.
     fn stop_op(&self, dom: &DomainRef, kind: EventKind, params: &[(&str, &str)]) -> Result<()> {
         let _one = lock(&self.lifecycle);
-        let was = domain_ref(&self.record_of(dom)?)?;
-        self.domain_op(dom, params)?;
+        let rec = self.record_of(dom)?;
+        let was = domain_ref(&rec)?;
+        self.domain_op_with(dom, Some(&rec), params)?;
         self.publish(kind, &was);
         Ok(())
     }
@@ -387,12 +388,26 @@ impl XendDriver {
     /// Posts a domain op, refusing first (EBUSY) when the state table says
     /// the op is not valid now.
     fn domain_op(&self, dom: &DomainRef, params: &[(&str, &str)]) -> Result<Response> {
+        self.domain_op_with(dom, None, params)
+    }
+
+    /// `domain_op`, with the domain's record when the caller has it
+    /// already (the state check then needs no second request).
+    fn domain_op_with(
+        &self,
+        dom: &DomainRef,
+        rec: Option<&Sexpr>,
+        params: &[(&str, &str)],
+    ) -> Result<Response> {
         let op = params
             .iter()
             .find(|(k, _)| *k == "op")
             .map_or("", |(_, v)| *v);
         if let Some(l) = lifecycle_of(op) {
-            let state = state_of(&self.record_of(dom)?);
+            let state = match rec {
+                Some(rec) => state_of(rec),
+                None => state_of(&self.record_of(dom)?),
+            };
             Error::check_state(l, state, dom.name.as_str())?;
         }
         self.post(&Self::domain_path(dom.name.as_str()), params)
